@@ -1,0 +1,38 @@
+"""diffprune: find the UNet structures that matter least, cut them for real, and prove the trade-off.
+
+Attributes are imported lazily so `diffprune --help` stays fast. `ModelMixin` is re-exported on purpose:
+diffusers resolves a model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] by importing this
+module and looking its base classes up as attributes, so stock `DiffusionPipeline.from_pretrained` can
+reload pruned pipelines.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Unit": "units",
+    "find_units": "units",
+    "Gates": "gates",
+    "gated": "gates",
+    "remove_units": "surgery",
+    "count_macs": "costs",
+    "count_parameters": "costs",
+    "measure_latency": "costs",
+    "PrunedUNet2DConditionModel": "pruned_models",
+    "PrunedUNet2DModel": "pruned_models",
+    "PrunedAudioLDM2UNet2DConditionModel": "pruned_models",
+    "load_pipeline": "loading",
+    "DiffpruneError": "errors",
+}
+_DIFFUSERS_BASES = ("ModelMixin", "SchedulerMixin", "DiffusionPipeline")
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _DIFFUSERS_BASES:
+        return getattr(import_module("diffusers"), name)
+    raise AttributeError(f"module 'diffprune' has no attribute {name!r}")

@@ -1,0 +1,100 @@
+"""Example inputs for one UNet forward, built from the model's config alone.
+
+Unit discovery (shape probing), MAC counting, latency and the tests all need "one forward of this UNet at its
+sample size"; this is the one place that knows which extra conditioning each diffusers UNet family expects.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DiffpruneError
+
+DEFAULT_TEXT_LENGTH = 77  # Stable Diffusion's tokenizer length; pipelines pass their own.
+
+
+def sample_shape(unet, batch_size: int = 1) -> tuple[int, ...]:
+    config = unet.config
+    size = config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return (batch_size, config.in_channels, height, width)
+
+
+def context_dims(cross_attention_dim) -> list[int]:
+    """Widths of the encoder states a UNet attends to. cross_attention_dim may be an int, a per-block tuple, or
+    (AudioLDM2) per-block lists like [None, 768, 1024]: None is self-attention, then one width per encoder."""
+    if not isinstance(cross_attention_dim, (list, tuple)):
+        return [cross_attention_dim]
+    first_block = cross_attention_dim[0]
+    if isinstance(first_block, (list, tuple)):
+        return [dim for dim in first_block if dim is not None]
+    return [first_block]
+
+
+def attends_to_encoder(cross_attention_dim) -> bool:
+    """AudioLDM gives each block its own width and no encoder states: its "cross" attention attends to itself."""
+    if isinstance(cross_attention_dim, (list, tuple)) and all(isinstance(d, int) for d in cross_attention_dim):
+        return len(set(cross_attention_dim)) == 1
+    return True
+
+
+def example_inputs(
+    unet, batch_size: int = 1, text_length: int | None = None, generator: torch.Generator | None = None
+) -> dict:
+    """Keyword arguments for `unet(**inputs)` with random values of the right shapes (on CPU, fp32)."""
+    config = unet.config
+    text_length = text_length or DEFAULT_TEXT_LENGTH
+    randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
+    inputs = {"sample": randn(*sample_shape(unet, batch_size)), "timestep": torch.full((batch_size,), 10)}
+    class_name = type(unet).__name__
+    if "Condition" in class_name or hasattr(config, "cross_attention_dim"):
+        dims = context_dims(config.cross_attention_dim)
+        if config.get("encoder_hid_dim"):
+            dims = [config.encoder_hid_dim]
+        if attends_to_encoder(config.cross_attention_dim):
+            inputs["encoder_hidden_states"] = randn(batch_size, text_length, dims[0])
+        else:
+            inputs["encoder_hidden_states"] = None
+        if len(dims) > 1:
+            inputs["encoder_hidden_states_1"] = randn(batch_size, text_length, dims[1])
+        _add_extra_conditioning(unet, inputs, batch_size, randn)
+    elif config.get("num_class_embeds") is not None or config.get("class_embed_type") is not None:
+        inputs["class_labels"] = torch.zeros(batch_size, dtype=torch.long)
+    return inputs
+
+
+def _add_extra_conditioning(unet, inputs: dict, batch_size: int, randn) -> None:
+    config = unet.config
+    addition = config.get("addition_embed_type")
+    if addition == "text_time":  # SDXL: pooled text embeddings plus six size/crop numbers
+        time_dim = config.addition_time_embed_dim
+        text_dim = config.projection_class_embeddings_input_dim - 6 * time_dim
+        inputs["added_cond_kwargs"] = {"text_embeds": randn(batch_size, text_dim), "time_ids": randn(batch_size, 6)}
+    elif addition == "text":  # DeepFloyd IF pools the encoder states itself
+        pass
+    elif addition is not None:
+        raise DiffpruneError(
+            f"UNets with addition_embed_type={addition!r} are not supported yet; supported: None, 'text', 'text_time'"
+        )
+    class_embed = config.get("class_embed_type")
+    if config.get("num_class_embeds") is not None and class_embed is None:
+        inputs["class_labels"] = torch.zeros(batch_size, dtype=torch.long)
+    elif class_embed == "timestep":
+        inputs["class_labels"] = torch.full((batch_size,), 5)
+    elif class_embed in ("projection", "simple_projection"):
+        inputs["class_labels"] = randn(batch_size, config.projection_class_embeddings_input_dim)
+    if config.get("time_cond_proj_dim") is not None:
+        inputs["timestep_cond"] = randn(batch_size, config.time_cond_proj_dim)
+
+
+def move_inputs(inputs: dict, device=None, dtype=None) -> dict:
+    """Move every floating tensor (also nested in dicts) to a device and dtype; integer tensors keep their dtype."""
+
+    def move(value):
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        if isinstance(value, torch.Tensor):
+            return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
+        return value
+
+    return move(inputs)

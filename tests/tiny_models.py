@@ -1,0 +1,114 @@
+"""Tiny random models of every UNet family diffprune supports, built offline (4-32 channels, 16x16).
+
+The configs follow the shapes of the real families (SD 1.x/2.x, SDXL, DeepFloyd IF / Kandinsky, DDPM, LDM,
+audio diffusion, AudioLDM, AudioLDM2) at a size that runs in milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
+
+
+def _seeded(build):
+    def wrapper():
+        torch.manual_seed(0)
+        return build().eval()
+
+    wrapper.__name__ = build.__name__
+    return wrapper
+
+
+@_seeded
+def sd_unet():
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=24, attention_head_dim=4, norm_num_groups=8,
+    )
+
+
+@_seeded
+def sdxl_unet():
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
+        cross_attention_dim=32, norm_num_groups=8,
+    )
+
+
+@_seeded
+def simple_cross_attention_unet():
+    """DeepFloyd IF / Kandinsky style: simple cross-attention blocks, resnet down/upsampling, projected text."""
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=3, out_channels=3,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=32, attention_head_dim=8,
+        encoder_hid_dim=20, encoder_hid_dim_type="text_proj", addition_embed_type="text", addition_embed_type_num_heads=2,
+        norm_num_groups=8,
+        resnet_time_scale_shift="scale_shift",
+    )
+
+
+@_seeded
+def ddpm_unet():
+    return UNet2DModel(
+        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=1, out_channels=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8,
+    )
+
+
+@_seeded
+def ldm_unet():
+    return UNet2DModel(
+        block_out_channels=(16, 32, 32), layers_per_block=1, sample_size=8, in_channels=3, out_channels=3,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
+    )
+
+
+@_seeded
+def audio_diffusion_unet():
+    """Audio diffusion: one-channel, non-square mel spectrograms."""
+    return UNet2DModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=(16, 24), in_channels=1, out_channels=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8,
+    )
+
+
+@_seeded
+def audioldm_unet():
+    """AudioLDM: text embedding enters as a projected class embedding; attention blocks attend to themselves."""
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=(16, 32), class_embed_type="simple_projection", projection_class_embeddings_input_dim=16,
+        class_embeddings_concat=True, norm_num_groups=8, attention_head_dim=4,
+    )
+
+
+@_seeded
+def audioldm2_unet():
+    return AudioLDM2UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 24], [None, 16, 24]), norm_num_groups=8, attention_head_dim=4,
+    )
+
+
+FAMILIES = {
+    "sd": sd_unet,
+    "sdxl": sdxl_unet,
+    "simple_cross_attention": simple_cross_attention_unet,
+    "ddpm": ddpm_unet,
+    "ldm": ldm_unet,
+    "audio_diffusion": audio_diffusion_unet,
+    "audioldm": audioldm_unet,
+    "audioldm2": audioldm2_unet,
+}
