@@ -34,7 +34,8 @@ def _make_pruned_class(base: type) -> type:
 
     __init__.__signature__ = signature.replace(parameters=parameters)
     name = f"Pruned{base.__name__}"
-    return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__qualname__": name})
+    # Recorded in model_index.json as ["diffprune", name]: stock diffusers imports `diffprune` to find it.
+    return type(name, (base,), {"__init__": __init__, "__module__": "diffprune", "__qualname__": name})
 
 
 PrunedUNet2DConditionModel = _make_pruned_class(UNet2DConditionModel)

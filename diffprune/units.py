@@ -97,8 +97,11 @@ def _sub_layer_kind(module: nn.Module) -> str:
 
 def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
     """All prunable units of `unet`, in module order, with their parameter counts and MACs."""
-    if not hasattr(unet, "config") or not hasattr(unet.config, "in_channels"):
-        raise DiffpruneError(f"{type(unet).__name__} is not a diffusers UNet; pass pipeline.unet")
+    from .pruned_models import PRUNED_CLASSES
+
+    if not isinstance(unet, tuple(PRUNED_CLASSES)):
+        supported = ", ".join(cls.__name__ for cls in PRUNED_CLASSES)
+        raise DiffpruneError(f"{type(unet).__name__} is not a supported diffusers UNet ({supported})")
     inputs = inputs or example_inputs(unet)
     shapes = probe_shapes(unet, inputs)
     macs = macs_by_module(unet, inputs)

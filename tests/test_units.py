@@ -52,5 +52,5 @@ def test_unknown_names_and_overlaps_are_reported():
 
 
 def test_a_non_unet_is_rejected():
-    with pytest.raises(DiffpruneError, match="not a diffusers UNet"):
+    with pytest.raises(DiffpruneError, match="not a supported diffusers UNet"):
         find_units(torch.nn.Linear(2, 2))

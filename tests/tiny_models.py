@@ -112,3 +112,41 @@ FAMILIES = {
     "audioldm": audioldm_unet,
     "audioldm2": audioldm2_unet,
 }
+
+
+def tiny_tokenizer():
+    """A CLIP tokenizer built from an in-memory vocabulary (transformers 5 needs vocab=dict, merges=list)."""
+    from transformers import CLIPTokenizer
+
+    symbols = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + symbols + [s + "</w>" for s in symbols]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=12)
+
+
+def tiny_sd_pipeline():
+    """A complete, tiny Stable Diffusion pipeline (random weights) that generates in a second on a CPU."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=24, intermediate_size=32, num_attention_heads=2,
+                       num_hidden_layers=2, max_position_embeddings=12, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    ).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        sample_size=32,
+    ).eval()
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    return StableDiffusionPipeline(
+        unet=sd_unet(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def tiny_ddpm_pipeline():
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    return DDPMPipeline(unet=ddpm_unet(), scheduler=DDPMScheduler(num_train_timesteps=50))

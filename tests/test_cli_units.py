@@ -1,0 +1,77 @@
+"""`diffprune units` and the one-line errors every command shares for bad model paths."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from diffprune.cli import main
+from tiny_models import tiny_ddpm_pipeline
+
+
+@pytest.fixture(scope="module")
+def ddpm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddpm")
+    tiny_ddpm_pipeline().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipeline_without_unet(tmp_path_factory):
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, out_channels=8, num_layers=1, num_attention_heads=2, attention_head_dim=4
+    )
+    vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
+    folder = tmp_path_factory.mktemp("dit")
+    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
+    return folder
+
+
+def test_units_lists_every_unit_with_kind_and_cost(ddpm_folder, capsys):
+    assert main(["units", str(ddpm_folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = {row["name"] for row in report["units"]}
+    assert "mid_block" in names and "down_blocks.1.attentions.0" in names
+    assert all(0 < row["macs_share"] < 1 for row in report["units"])
+    assert main(["units", str(ddpm_folder)]) == 0
+    assert "mid_block" in capsys.readouterr().out
+
+
+def _error_of(argv, capsys):
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("diffprune: error:")
+    return error
+
+
+def test_missing_path(capsys, tmp_path):
+    assert "no such folder" in _error_of(["units", str(tmp_path / "nope")], capsys)
+
+
+def test_folder_that_is_not_a_pipeline(capsys, tmp_path):
+    assert "not a diffusers pipeline folder" in _error_of(["units", str(tmp_path)], capsys)
+
+
+def test_single_model_folder_gets_a_hint(capsys, ddpm_folder):
+    assert "pass the pipeline folder above it" in _error_of(["units", str(ddpm_folder / "unet")], capsys)
+
+
+def test_pipeline_without_unet_names_supported_families(capsys, pipeline_without_unet):
+    error = _error_of(["units", str(pipeline_without_unet)], capsys)
+    assert "has no UNet" in error and "text-to-image" in error
+
+
+def test_cli_exits_2_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "diffprune", "units", str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]], "one line only"
+    assert "no such folder" in result.stderr
