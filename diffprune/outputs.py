@@ -18,8 +18,11 @@ def check_writable_parent(folder: Path) -> None:
     parent = folder.resolve().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise DiffpruneError(f"cannot write to {parent}; choose an output folder you can write to")
+    try:  # a real write: permission bits do not tell for root, read-only mounts or /proc
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        raise DiffpruneError(f"cannot write to {parent}; choose an output folder you can write to") from None
 
 
 def check_new_output(folder: str | Path, allowed: tuple[str, ...] = ()) -> Path:

@@ -1,0 +1,77 @@
+"""Text-conditioned pipelines (Stable Diffusion 1.x/2.x, SDXL, and text-to-audio such as AudioLDM).
+
+Generation goes through the pipeline's own __call__ with output_type="latent", so each family's prompt
+encoding and classifier-free guidance are exactly the user's. Per-sample generators make the starting
+noise of sample j identical for every variant; the gates tile over the guidance halves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import DiffpruneError
+from .base import TaskAdapter
+
+DEFAULT_GUIDANCE_SCALE = 7.5
+DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "assets" / "prompts" / "calibration.txt"
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DiffpruneError(f"no prompt file at {path}; pass --prompts FILE with one prompt per line")
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    if not prompts:
+        raise DiffpruneError(f"{path} holds no prompts; write one prompt per line")
+    return prompts
+
+
+class TextConditionedAdapter(TaskAdapter):
+    family = "text-to-image"
+
+    def __init__(self, pipeline, settings):
+        super().__init__(pipeline, settings)
+        prompts = settings.prompts or read_prompts(DEFAULT_PROMPTS)
+        self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
+        self.guidance_scale = settings.guidance_scale if settings.guidance_scale is not None else DEFAULT_GUIDANCE_SCALE
+        self._embeddings: dict[int, torch.Tensor] = {}
+
+    def _generate(self, sample_indices, variants: int) -> torch.Tensor:
+        seeds = self.seeds()
+        prompts = [self.prompts[i] for i in sample_indices for _ in range(variants)]
+        generators = [torch.Generator().manual_seed(seeds[i]) for i in sample_indices for _ in range(variants)]
+        result = self.pipeline(
+            prompt=prompts,
+            num_inference_steps=self.settings.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            generator=generators,
+            output_type="latent",
+        )
+        latents = result.images if hasattr(result, "images") else result.audios
+        return torch.as_tensor(latents)
+
+    def conditioning(self, sample_indices) -> dict:
+        """Prompt embeddings without guidance (the training-time conditioning), cached per sample."""
+        missing = [i for i in sample_indices if i not in self._embeddings]
+        if missing:
+            if getattr(self.pipeline, "text_encoder_2", None) is not None:
+                raise DiffpruneError(
+                    "loss-based criteria and distillation do not support SDXL's two text encoders yet; use ld-pruner"
+                )
+            with torch.no_grad():
+                embeddings = self.pipeline.encode_prompt(
+                    [self.prompts[i] for i in missing], self.device, 1, do_classifier_free_guidance=False
+                )[0]
+            self._embeddings.update({i: e for i, e in zip(missing, embeddings)})
+        return {"encoder_hidden_states": torch.stack([self._embeddings[i] for i in sample_indices])}
+
+
+def default_prompts(pipeline) -> list[str] | None:
+    """A pipeline folder may ship calibration_prompts.txt (the bundled digits-t2i does); else the general list."""
+    if getattr(pipeline, "tokenizer", None) is None:
+        return None
+    folder = Path(str(getattr(pipeline.config, "_name_or_path", "") or ""))
+    own = folder / "calibration_prompts.txt"
+    return read_prompts(own if own.is_file() else DEFAULT_PROMPTS)

@@ -1,0 +1,90 @@
+"""`diffprune prune MODEL --method ld-pruner --keep-macs 0.7 --out FOLDER`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_calibration_arguments(parser) -> None:
+    group = parser.add_argument_group("calibration")
+    group.add_argument("--num-samples", type=int, default=32, help="calibration samples (default 32)")
+    group.add_argument("--steps", type=int, default=20, help="denoising steps per sample (default 20)")
+    group.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed + i")
+    group.add_argument("--prompts", help="text-to-image: prompt file, one per line (default: the model folder's "
+                       "calibration_prompts.txt, else assets/prompts/calibration.txt)")
+    group.add_argument("--guidance-scale", type=float, default=None, help="text-to-image guidance (default 7.5)")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def register(subparsers) -> None:
+    from ..criteria import available_criteria
+
+    methods = available_criteria()
+    parser = subparsers.add_parser(
+        "prune", help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
+        description=f"Criteria (--method): {', '.join(methods)}.",
+    )
+    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("--method", default="ld-pruner", choices=methods, metavar="METHOD",
+                        help=f"scoring criterion: {', '.join(methods)} (default ld-pruner)")
+    budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
+    budget.add_argument("--keep-macs", type=float, help="fraction of UNet MACs to keep")
+    budget.add_argument("--keep-params", type=float, help="fraction of UNet parameters to keep")
+    budget.add_argument("--num-units", type=int, help="number of units to remove")
+    parser.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
+    parser.add_argument("--kinds", help="comma-separated unit kinds that may be removed (default: all)")
+    parser.add_argument("--variants-per-batch", type=int, default=8, help="candidates scored together in one batch")
+    parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
+    add_calibration_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def calibration_from_args(args, pipeline):
+    from ..adapters import CalibrationSettings
+    from ..adapters.text_conditioned import default_prompts, read_prompts
+
+    prompts = read_prompts(args.prompts) if args.prompts else default_prompts(pipeline)
+    return CalibrationSettings(
+        num_samples=args.num_samples, num_inference_steps=args.steps, seed=args.seed, prompts=prompts,
+        guidance_scale=args.guidance_scale,
+    )
+
+
+def pick_device(requested: str | None) -> str:
+    import torch
+
+    from ..errors import DiffpruneError
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise DiffpruneError(f"--device {requested} asked for, but torch sees no CUDA device; use --device cpu")
+    return requested
+
+
+def run(args) -> int:
+    from ..loading import load_pipeline
+    from ..outputs import check_new_output
+    from ..prune import WORK_FOLDER, prune
+
+    out = check_new_output(args.out, allowed=(WORK_FOLDER,))
+    pipeline = load_pipeline(args.model, device=pick_device(args.device))
+    result = prune(
+        pipeline, method=args.method, keep_macs=args.keep_macs, keep_params=args.keep_params,
+        num_units=args.num_units, rounds=args.rounds, calibration=calibration_from_args(args, pipeline),
+        work_dir=Path(out) / WORK_FOLDER, variants_per_batch=args.variants_per_batch,
+        kinds=args.kinds.split(",") if args.kinds else None, source=args.model,
+    )
+    result.save(out)
+    print_summary(result.report)
+    print(f"saved to {out} (pipeline, pruning_report.json, README.md, scores.png)")
+    return 0
+
+
+def print_summary(report: dict) -> None:
+    before, after = report["totals_before"], report["totals_after"]
+    print(f"removed {len(report['removed_units'])} units ({report['budget']}):")
+    for name in report["removed_units"]:
+        print(f"  - {name}")
+    print(f"UNet params: {before['params']:,} -> {after['params']:,} ({after['params'] / before['params']:.1%})")
+    print(f"UNet MACs:   {before['macs']:,} -> {after['macs']:,} ({after['macs'] / before['macs']:.1%})")

@@ -1,0 +1,171 @@
+"""`diffprune.prune(pipeline, method=..., keep_macs=...)`: score, select, cut, in one call.
+
+pipeline -> units -> criterion scores -> selection under a budget -> surgery -> PruneResult (save()).
+Progressive mode (rounds=K) removes a slice of the budget per round and re-scores what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .adapters import CalibrationSettings, adapter_for
+from .costs import count_macs, count_parameters
+from .criteria import ScoringContext, get_criterion
+from .errors import DiffpruneError
+from .score_store import ScoreStore
+from .selection import Budget, candidates_after, check_reachable, select_units
+from .surgery import remove_units
+from .unet_inputs import example_inputs
+from .units import find_units
+
+WORK_FOLDER = ".diffprune-work"  # resume state inside an output folder; removed once the result is saved
+
+
+@dataclass
+class PruneResult:
+    pipeline: object
+    removed: list[str]
+    scores: dict[str, float]
+    report: dict
+    original_pipeline: object = field(default=None, repr=False)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the pruned pipeline (reloads with stock diffusers), pruning_report.json, README.md and a
+        PNG chart of the scores; the folder is complete or absent."""
+        from .outputs import check_new_output, staged_output, write_json_atomically
+        from .reports import write_model_card, write_score_chart
+
+        folder = check_new_output(folder, allowed=(WORK_FOLDER,))
+        with staged_output(folder) as staging:
+            self.pipeline.save_pretrained(staging, safe_serialization=True)
+            write_json_atomically(staging / "pruning_report.json", self.report)
+            chart = write_score_chart(self.report, staging / "scores.png")
+            write_model_card(self.report, staging / "README.md", chart_name=chart.name if chart else None)
+        shutil.rmtree(folder / WORK_FOLDER, ignore_errors=True)
+        return folder
+
+
+def _fingerprint(unet) -> str:
+    config = json.dumps(dict(unet.config), sort_keys=True, default=str)
+    return hashlib.sha256(f"{config}|{count_parameters(unet)}".encode()).hexdigest()[:16]
+
+
+def cost_inputs(pipeline) -> dict:
+    """One UNet forward as the pipeline makes it (its tokenizer's length for text models), batch 1."""
+    tokenizer = getattr(pipeline, "tokenizer", None)
+    length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    length = length if isinstance(length, int) and length < 10_000 else None
+    inputs = example_inputs(pipeline.unet, 1, text_length=length)
+    from .unet_inputs import move_inputs
+
+    parameter = next(pipeline.unet.parameters())
+    return move_inputs(inputs, parameter.device, parameter.dtype)
+
+
+def prune(
+    pipeline,
+    method: str = "ld-pruner",
+    keep_macs: float | None = None,
+    keep_params: float | None = None,
+    num_units: int | None = None,
+    rounds: int = 1,
+    calibration: CalibrationSettings | None = None,
+    work_dir: str | Path | None = None,
+    criterion_options: dict | None = None,
+    variants_per_batch: int = 8,
+    kinds: list[str] | None = None,
+    show_progress: bool = True,
+    source: str | None = None,
+) -> PruneResult:
+    """Prune `pipeline`'s UNet; the input pipeline is left untouched.
+
+    work_dir: where scores are stored as they are computed; a rerun with the same settings resumes.
+    kinds: only units of these kinds are candidates (e.g. ["resnet", "attention", "mid_block"]).
+    """
+    budget = Budget.default_if_empty(keep_macs, keep_params, num_units)
+    if rounds < 1:
+        raise DiffpruneError("--rounds must be at least 1")
+    calibration = calibration or CalibrationSettings()
+    calibration.show_progress = show_progress
+    criterion = get_criterion(method, **(criterion_options or {}))
+    adapter = adapter_for(pipeline, calibration)
+    unet = pipeline.unet.eval()
+    inputs = cost_inputs(pipeline)
+    units = find_units(unet, inputs)
+    if kinds:
+        unknown = set(kinds) - {u.kind for u in units}
+        if unknown:
+            raise DiffpruneError(f"no units of kind {', '.join(sorted(unknown))}; kinds here: {', '.join(sorted({u.kind for u in units}))}")
+        units = [u for u in units if u.kind in kinds]
+    totals_before = {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
+    check_reachable(units, budget, totals_before[budget.cost])
+    settings = {
+        "method": method,
+        "criterion": criterion.settings(),
+        "budget": budget.__dict__,
+        "rounds": rounds,
+        "kinds": sorted(kinds) if kinds else None,
+        "calibration": calibration.as_dict(),
+        "model_fingerprint": _fingerprint(unet),
+    }
+    store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
+    context = ScoringContext(adapter, units, store, show_progress=show_progress, variants_per_batch=variants_per_batch)
+
+    removed, latest_scores, score_rounds = [], {}, {}
+    for round_index in range(rounds):
+        candidates = candidates_after(units, removed)
+        scores = criterion.score(context, candidates, removed, round_index)
+        latest_scores.update(scores)
+        score_rounds.update(dict.fromkeys(scores, round_index))
+        removed += select_units(
+            units, scores, budget, totals_before[budget.cost], removed, target_fraction_removed=(round_index + 1) / rounds
+        )
+
+    removed, pruned_unet = _cut_within_measured_budget(unet, units, removed, latest_scores, budget, totals_before, inputs)
+    totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
+    pruned_pipeline = type(pipeline)(**{**pipeline.components, "unet": pruned_unet})
+
+    removed_names = {u.name for u in removed}
+    report = {
+        "diffprune_version": __version__,
+        "source": source or str(getattr(pipeline.config, "_name_or_path", "") or type(pipeline).__name__),
+        "pipeline_class": type(pipeline).__name__,
+        "family": adapter.family,
+        "settings": settings,
+        "budget": budget.describe(),
+        "totals_before": totals_before,
+        "totals_after": totals_after,
+        "kept_fraction": {key: totals_after[key] / totals_before[key] for key in totals_before},
+        "removed_units": [u.name for u in removed],
+        "units": [
+            {
+                "name": u.name, "kind": u.kind, "params": u.params, "macs": u.macs,
+                "score": latest_scores.get(u.name), "scored_in_round": score_rounds.get(u.name),
+                "removed": u.name in removed_names,
+            }
+            for u in units
+        ],
+    }
+    return PruneResult(pruned_pipeline, [u.name for u in removed], latest_scores, report, original_pipeline=pipeline)
+
+
+def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_before, inputs):
+    """Cut, then confirm the budget on the cut model, removing the next-best units if it is not met (unit
+    costs are measured per module in the full model, which can miss work shared outside the modules)."""
+    pruned_unet = remove_units(unet, [u.name for u in removed])
+    if budget.num_units is not None:
+        return removed, pruned_unet
+    limit = budget.fraction_kept() * totals_before[budget.cost]
+    measure = (lambda m: count_parameters(m)) if budget.cost == "params" else (lambda m: count_macs(m, inputs))
+    while measure(pruned_unet) > limit:
+        extra = select_units(units, scores, Budget(num_units=len(removed) + 1), totals_before[budget.cost], removed)
+        if not extra:
+            raise DiffpruneError(f"cannot {budget.describe()}: no further unit can be removed")
+        removed = removed + extra[:1]
+        pruned_unet = remove_units(unet, [u.name for u in removed])
+    return removed, pruned_unet

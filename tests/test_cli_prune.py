@@ -1,0 +1,82 @@
+"""`diffprune prune` as a user runs it: outputs, resume-friendly folder rules, one-line errors."""
+
+import json
+
+import pytest
+from diffusers import DiffusionPipeline
+
+from diffprune.cli import main
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+
+FAST = ["--num-samples", "3", "--steps", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def ddpm_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddpm")
+    tiny_ddpm_pipeline().save_pretrained(folder)
+    return folder
+
+
+def test_prune_writes_a_reloadable_pipeline_and_report(ddpm_folder, tmp_path, capsys):
+    out = tmp_path / "cut"
+    assert main(["prune", str(ddpm_folder), "--keep-macs", "0.7", "--out", str(out), *FAST]) == 0
+    assert "UNet MACs" in capsys.readouterr().out
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["kept_fraction"]["macs"] <= 0.7
+    assert not (out / ".diffprune-work").exists()
+    DiffusionPipeline.from_pretrained(out)
+    # a second run into the same folder is refused, and the first result is kept intact
+    assert main(["prune", str(ddpm_folder), "--out", str(out), *FAST]) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert (out / "pruning_report.json").exists()
+
+
+def test_text_to_image_prune_with_prompt_file(tmp_path, capsys):
+    source = tmp_path / "sd"
+    tiny_sd_pipeline().save_pretrained(source)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a 1\na 2\n")
+    out = tmp_path / "cut"
+    argv = ["prune", str(source), "--num-units", "2", "--kinds", "attention,resnet", "--prompts", str(prompts), "--out", str(out), *FAST]
+    assert main(argv) == 0
+    reloaded = DiffusionPipeline.from_pretrained(out)
+    assert len(reloaded.unet.config.removed_units) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keep-macs", "0.01"], "removing every prunable unit leaves"),
+        (["--keep-macs", "1.5"], "between 0 and 1"),
+        (["--prompts", "/no/such/file.txt"], None),
+        (["--num-samples", "1"], "at least 2 samples"),
+        (["--device", "cuda:0"], None),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(ddpm_folder, tmp_path, capsys, extra, message):
+    out = tmp_path / "cut"
+    argv = ["prune", str(ddpm_folder), "--out", str(out), *FAST, *extra]
+    import torch
+
+    if "cuda:0" in extra and torch.cuda.is_available():
+        pytest.skip("a CUDA device exists here")
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("diffprune: error:")
+    if message:
+        assert message in error
+    assert not out.exists() or not any(p.name != ".diffprune-work" for p in out.iterdir())
+
+
+def test_unwritable_output_folder(ddpm_folder, tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        locked = "/proc/diffprune-out"  # root can write anywhere else
+    else:
+        locked_parent = tmp_path / "locked"
+        locked_parent.mkdir(mode=0o500)
+        locked = str(locked_parent / "out")
+    assert main(["prune", str(ddpm_folder), "--out", locked, *FAST]) == 2
+    assert "cannot write" in capsys.readouterr().err

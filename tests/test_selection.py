@@ -1,0 +1,43 @@
+import pytest
+
+from diffprune.errors import DiffpruneError
+from diffprune.selection import Budget, removable_maximum, select_units
+from diffprune.units import Unit
+
+
+def unit(name, macs, params=10):
+    return Unit(name, "resnet", params, macs, "residual")
+
+
+UNITS = [unit("a", 40), unit("a.x", 30), unit("b", 30), unit("c", 20), unit("d", 10)]
+TOTAL = 200  # the rest of the model costs 100
+
+
+def test_greedy_by_score_per_mac_and_never_overlapping():
+    scores = {"a": 4.0, "a.x": 0.0, "b": 3.0, "c": 1.0, "d": 0.5}
+    chosen = select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL)
+    names = [u.name for u in chosen]
+    assert names[0] == "a.x"  # zero score goes first
+    assert "a" not in names  # overlaps a.x
+    assert sum(u.macs for u in chosen) >= 0.3 * TOTAL
+
+
+def test_unreachable_budget_says_the_most_that_can_be_removed():
+    with pytest.raises(DiffpruneError, match="leaves 50.0% of UNet macs"):
+        select_units(UNITS, {u.name: 1.0 for u in UNITS}, Budget(keep_macs=0.3), TOTAL)
+    assert removable_maximum(UNITS, "macs") == 100
+
+
+def test_budget_validation():
+    with pytest.raises(DiffpruneError, match="between 0 and 1"):
+        Budget(keep_macs=1.5)
+    with pytest.raises(DiffpruneError, match="one budget"):
+        Budget(keep_macs=0.5, num_units=3)
+    assert Budget.default_if_empty().keep_macs == 0.7
+
+
+def test_unit_count_budget_and_progressive_slices():
+    scores = {u.name: i for i, u in enumerate(UNITS)}
+    assert len(select_units(UNITS, scores, Budget(num_units=2), TOTAL)) == 2
+    half = select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL, target_fraction_removed=0.5)
+    assert 0.15 * TOTAL <= sum(u.macs for u in half) < 0.3 * TOTAL
