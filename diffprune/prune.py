@@ -114,7 +114,10 @@ def prune(
         "model_fingerprint": _fingerprint(unet),
     }
     store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
-    context = ScoringContext(adapter, units, store, show_progress=show_progress, variants_per_batch=variants_per_batch)
+    context = ScoringContext(
+        adapter, units, store, show_progress=show_progress, variants_per_batch=variants_per_batch,
+        budget=budget, total_costs=totals_before,
+    )
 
     removed, latest_scores, score_rounds = [], {}, {}
     for round_index in range(rounds):
@@ -126,7 +129,9 @@ def prune(
             units, scores, budget, totals_before[budget.cost], removed, target_fraction_removed=(round_index + 1) / rounds
         )
 
-    removed, pruned_unet = _cut_within_measured_budget(unet, units, removed, latest_scores, budget, totals_before, inputs)
+    # Criteria that train weights jointly (gradflow with train_weights) leave their trained copy to cut from.
+    source_unet = context.cache.get("trained_unet", unet).eval().requires_grad_(False)
+    removed, pruned_unet = _cut_within_measured_budget(source_unet, units, removed, latest_scores, budget, totals_before, inputs)
     totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
     pruned_pipeline = type(pipeline)(**{**pipeline.components, "unet": pruned_unet})
 

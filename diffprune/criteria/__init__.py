@@ -12,7 +12,7 @@ from ..errors import DiffpruneError
 from .base import Criterion, ScoringContext
 
 _REGISTRY: dict[str, type[Criterion]] = {}
-CRITERION_MODULES = ["latent_impact"]
+CRITERION_MODULES = ["latent_impact", "gradient_flow", "magnitude", "taylor", "output_loss", "random_scores"]
 
 
 def register(name: str):

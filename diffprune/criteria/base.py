@@ -21,6 +21,8 @@ class ScoringContext:
     store: ScoreStore
     show_progress: bool = True
     variants_per_batch: int = 8
+    budget: object = None  # selection.Budget; criteria that prune softly (gradient flow) aim at it
+    total_costs: dict = field(default_factory=dict)  # {"macs": ..., "params": ...} of the original
     cache: dict = field(default_factory=dict)
 
     @property
@@ -32,6 +34,21 @@ class ScoringContext:
         if "reference_latents" not in self.cache:
             self.cache["reference_latents"] = self.adapter.final_latents(1, "original latents")[:, 0]
         return self.cache["reference_latents"]
+
+
+    def loss_batches(self, num_batches: int, batch_size: int = 8, seed: int = 0):
+        """Data-free training batches: the original's own final latents as clean data, with the matching
+        calibration conditioning. Yields (clean latents, sample indices, generator for noise/timesteps)."""
+        clean = self.reference_latents()
+        generator = torch.Generator().manual_seed(seed)
+        count = clean.shape[0]
+        for batch in range(num_batches):
+            indices = [(batch * batch_size + offset) % count for offset in range(min(batch_size, count))]
+            yield clean[indices].to(self.adapter.device, next(self.unet.parameters()).dtype), indices, generator
+
+    @property
+    def work_folder(self):
+        return self.store.path.parent if self.store.path else None
 
 
 class Criterion:

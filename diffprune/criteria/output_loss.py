@@ -1,0 +1,49 @@
+"""Output-loss baseline: the one-step change of the noise prediction when a unit is removed,
+mean squared difference over calibration inputs noised at random timesteps. Batched through gate variants."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from ..gates import gated, variant_values
+from . import register
+from .base import Criterion
+
+
+@register("output-loss")
+class OutputLoss(Criterion):
+    def __init__(self, num_batches: int = 2, batch_size: int = 8):
+        self.num_batches = num_batches
+        self.batch_size = batch_size
+
+    def settings(self) -> dict:
+        return {"num_batches": self.num_batches, "batch_size": self.batch_size}
+
+    def _noisy_inputs(self, context, round_index):
+        scheduler = context.adapter.pipeline.scheduler
+        inputs = []
+        for clean, indices, generator in context.loss_batches(self.num_batches, self.batch_size, seed=round_index):
+            noise = torch.randn(clean.shape, generator=generator).to(clean)
+            steps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
+            inputs.append((scheduler.add_noise(clean, noise, steps.to(clean.device)), steps.to(clean.device), indices))
+        return inputs
+
+    def score_pending(self, context, pending, removed, round_index) -> None:
+        unet, units, adapter = context.unet, context.units, context.adapter
+        already = {unit.name for unit in removed}
+        inputs = self._noisy_inputs(context, round_index)
+        per_batch = context.variants_per_batch
+        with torch.no_grad():
+            with gated(unet, units, variant_values(units, [already])):
+                references = [unet(x, t, **adapter.conditioning(i)).sample for x, t, i in inputs]
+            for start in tqdm(range(0, len(pending), per_batch), desc="output-loss", disable=not context.show_progress):
+                group = pending[start : start + per_batch]
+                totals = torch.zeros(len(group))
+                with gated(unet, units, variant_values(units, [already | {u.name} for u in group])):
+                    for (x, t, indices), reference in zip(inputs, references):
+                        conditioning = {k: v.repeat_interleave(len(group), 0) for k, v in adapter.conditioning(indices).items()}
+                        output = unet(x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), **conditioning).sample
+                        output = output.view(x.shape[0], len(group), *output.shape[1:])
+                        totals += (output - reference[:, None]).float().square().flatten(2).mean(2).mean(0).cpu()
+                context.store.put_many(round_index, {u.name: float(totals[j]) / len(inputs) for j, u in enumerate(group)})

@@ -1,0 +1,59 @@
+"""Every registered criterion: finite scores, zero-effect units safest (data-driven ones), the registry."""
+
+import math
+
+import pytest
+
+from diffprune.adapters import CalibrationSettings, adapter_for
+from diffprune.criteria import ScoringContext, available_criteria, get_criterion
+from diffprune.errors import DiffpruneError
+from diffprune.score_store import ScoreStore
+from diffprune.selection import Budget
+from diffprune.units import find_units
+from test_latent_impact import make_zero_effect
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+
+DATA_DRIVEN = ["ld-pruner", "taylor", "output-loss", "gradflow"]
+FAST_OPTIONS = {"gradflow": {"steps": 9, "stages": 3, "batch_size": 4}, "taylor": {"num_batches": 2, "batch_size": 4}}
+ZERO = "down_blocks.0.resnets.1"
+
+
+def _context(pipeline, **settings):
+    adapter = adapter_for(pipeline, CalibrationSettings(num_samples=4, num_inference_steps=3, show_progress=False, **settings))
+    units = find_units(pipeline.unet)
+    costs = {"macs": sum(u.macs for u in units) * 2, "params": sum(u.params for u in units) * 2}
+    return ScoringContext(adapter, units, ScoreStore(None, {}), show_progress=False, budget=Budget(keep_macs=0.9), total_costs=costs)
+
+
+def test_registry_lists_headline_methods_and_baselines():
+    assert set(available_criteria()) == {"ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"}
+    with pytest.raises(DiffpruneError, match="unknown method 'nope'; choose one of"):
+        get_criterion("nope")
+
+
+@pytest.mark.parametrize("name", ["ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"])
+def test_every_unit_gets_a_finite_score(name):
+    context = _context(tiny_sd_pipeline(), prompts=["a 1", "a 2"])
+    candidates = [u for u in context.units if u.kind in ("resnet", "attention", "mid_block", "cross_attention")]
+    scores = get_criterion(name, **FAST_OPTIONS.get(name, {})).score(context, candidates, [], 0)
+    assert set(scores) == {u.name for u in candidates}
+    assert all(math.isfinite(value) for value in scores.values())
+
+
+@pytest.mark.parametrize("name", DATA_DRIVEN)
+def test_zero_effect_unit_ranks_safest(name):
+    pipeline = tiny_ddpm_pipeline()
+    make_zero_effect(pipeline.unet, ZERO)
+    context = _context(pipeline)
+    scores = get_criterion(name, **FAST_OPTIONS.get(name, {})).score(context, context.units, [], 0)
+    assert min(scores, key=scores.get) == ZERO
+
+
+def test_gradient_flow_masks_reach_zero_for_marked_units_and_stay_near_one_for_kept():
+    context = _context(tiny_ddpm_pipeline())
+    get_criterion("gradflow", steps=12, stages=3, batch_size=4).score(context, context.units, [], 0)
+    masks = context.cache["gradflow_masks"]
+    removed = [name for name, value in masks.items() if value == 0.0]
+    kept = [name for name, value in masks.items() if value > 0.0]
+    assert removed and kept
+    assert sum(masks[name] for name in kept) / len(kept) > 0.8
