@@ -1,0 +1,77 @@
+"""`diffprune distill PRUNED --teacher ORIGINAL --steps N --out FOLDER`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "distill", help="recover quality: train a pruned pipeline toward the original (output + feature distillation)",
+    )
+    parser.add_argument("model", help="the pruned pipeline (folder from `diffprune prune`)")
+    parser.add_argument("--teacher", required=True, help="the original pipeline (folder, hub id or bundled name)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--loss-weights", default="1,1,1",
+                        help="task,output,feature loss weights (BK-SDM: 1,1,1; plain fine-tuning: 1,0,0)")
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="0 disables EMA")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
+    from .prune import add_calibration_arguments
+
+    add_calibration_arguments(parser)
+    parser.set_defaults(run=run, num_samples=64)
+
+
+def parse_weights(text: str) -> tuple[float, float, float]:
+    from ..errors import DiffpruneError
+
+    try:
+        task, output, feature = (float(part) for part in text.split(","))
+    except ValueError:
+        raise DiffpruneError(f"--loss-weights takes three numbers like 1,1,1; got {text!r}") from None
+    return task, output, feature
+
+
+def run(args) -> int:
+    from ..distill import DistillSettings, distill
+    from ..loading import load_pipeline
+    from ..outputs import check_new_output
+    from ..prune import WORK_FOLDER
+    from .prune import calibration_from_args, pick_device
+
+    task, output, feature = parse_weights(args.loss_weights)
+    settings = DistillSettings(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, task_weight=task,
+        output_weight=output, feature_weight=feature, ema_decay=args.ema_decay or None,
+        mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, seed=args.seed,
+    )
+    out = check_new_output(args.out, allowed=(WORK_FOLDER,))
+    device = pick_device(args.device)
+    student = load_pipeline(args.model, device=device)
+    teacher = load_pipeline(args.teacher, device=device)
+    pipeline, history = distill(student, teacher, settings, calibration_from_args(args, teacher), work_dir=out / WORK_FOLDER)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        save_distilled(pipeline, history, settings, args, out)
+        print(f"distilled {args.steps} steps; loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f}; saved to {out}")
+    return 0
+
+
+def save_distilled(pipeline, history, settings, args, out: Path) -> None:
+    import shutil
+    from dataclasses import asdict
+
+    from ..outputs import staged_output, write_json_atomically
+    from ..prune import WORK_FOLDER
+
+    with staged_output(out) as staging:
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        write_json_atomically(staging / "distillation_report.json", {
+            "student": args.model, "teacher": args.teacher, "settings": asdict(settings), "history": history,
+        })
+    shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)

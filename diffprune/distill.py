@@ -1,0 +1,190 @@
+"""Recovering quality by distillation from the original (as in BK-SDM and LD-Pruner's fine-tuning).
+
+loss = w_task * ||eps_student - target||^2                      (the denoising loss)
+     + w_output * ||eps_student - eps_teacher||^2               (output distillation)
+     + w_feature * sum_b ||h_b,student - h_b,teacher||^2        (feature distillation at block outputs)
+Blocks are paired by name (down_blocks.i, mid_block, up_blocks.i exist in both, whatever was cut inside).
+With w_output = w_feature = 0 this is plain fine-tuning without the teacher (the benchmark's control).
+Data-free by default: clean latents are the teacher's own generations from the calibration set.
+accelerate handles devices, data parallelism (each process takes its share of every batch) and mixed
+precision; AdamW; EMA via diffusers' EMAModel; checkpoints without pickle for resume.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .adapters import CalibrationSettings, adapter_for
+from .checkpoints import load_checkpoint, save_checkpoint
+from .errors import DiffpruneError
+from .tensors import output_tensor
+
+MATCHED_BLOCK_LISTS = ("down_blocks", "up_blocks")
+
+
+@dataclass
+class DistillSettings:
+    steps: int = 200
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    task_weight: float = 1.0
+    output_weight: float = 1.0
+    feature_weight: float = 1.0
+    ema_decay: float | None = 0.999
+    mixed_precision: str = "no"  # "no", "fp16", "bf16" (accelerate)
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise DiffpruneError("--steps and --batch-size must be at least 1")
+        if min(self.task_weight, self.output_weight, self.feature_weight) < 0:
+            raise DiffpruneError("loss weights must be non-negative")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise DiffpruneError("--mixed-precision must be no, fp16 or bf16")
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.output_weight > 0 or self.feature_weight > 0
+
+
+def matched_block_names(student, teacher) -> list[str]:
+    """Top-level blocks present in both models: their outputs have the same meaning and shape."""
+    names = []
+    for list_name in MATCHED_BLOCK_LISTS:
+        count = min(len(getattr(student, list_name)), len(getattr(teacher, list_name)))
+        names += [f"{list_name}.{index}" for index in range(count)]
+    if student.mid_block is not None and teacher.mid_block is not None:
+        names.append("mid_block")
+    return names
+
+
+class BlockOutputs:
+    """Forward hooks that record the main output tensor of named blocks."""
+
+    def __init__(self, model, names):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = [
+            model.get_submodule(name).register_forward_hook(lambda module, args, output, name=name: self._keep(name, output))
+            for name in names
+        ]
+
+    def _keep(self, name, output):
+        self.outputs[name] = output_tensor(output)
+
+    def remove(self):
+        for handle in self._handles:
+            handle.remove()
+
+
+def distillation_loss(student_prediction, target, teacher_prediction, student_features, teacher_features, settings):
+    parts = {"task": F.mse_loss(student_prediction.float(), target.float())}
+    if settings.output_weight > 0:
+        parts["output"] = F.mse_loss(student_prediction.float(), teacher_prediction.float())
+    if settings.feature_weight > 0:
+        parts["feature"] = sum(
+            F.mse_loss(student_features[name].float(), teacher_features[name].float()) for name in teacher_features
+        )
+    total = settings.task_weight * parts["task"]
+    total = total + settings.output_weight * parts.get("output", 0) + settings.feature_weight * parts.get("feature", 0)
+    return total, {key: float(value.detach()) for key, value in parts.items()}
+
+
+def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None = None,
+            calibration: CalibrationSettings | None = None, work_dir: str | Path | None = None,
+            show_progress: bool = True):
+    """Train the student pipeline's UNet toward the teacher; returns a new pipeline (inputs untouched) and
+    the loss history. With work_dir, checkpoints are written there and an interrupted run resumes."""
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+
+    settings = settings or DistillSettings()
+    calibration = calibration or CalibrationSettings(num_samples=64)
+    calibration.show_progress = show_progress
+    accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    if type(student_pipeline) is not type(teacher_pipeline):
+        raise DiffpruneError(
+            f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
+            "distill from the pipeline the student was pruned from"
+        )
+    teacher_adapter = adapter_for(teacher_pipeline, calibration)
+    teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(accelerator.device)
+    clean_latents = teacher_adapter.final_latents(1, "teacher samples")[:, 0]  # data-free training set
+
+    student = copy.deepcopy(student_pipeline.unet).train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    ema = EMAModel(student.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+    checkpoint = Path(work_dir) / "checkpoint" if work_dir else None
+    start, history = 0, []
+    if checkpoint is not None and (checkpoint / "state.json").exists():
+        start, ema_state, extra = load_checkpoint(checkpoint, student, optimizer)
+        if extra.get("settings") != asdict(settings):
+            raise DiffpruneError(f"{work_dir} holds a checkpoint from different settings; use a new --out folder")
+        history = extra.get("history", [])
+        if ema is not None and ema_state is not None:
+            for (name, _), shadow in zip(student.named_parameters(), ema.shadow_params):
+                shadow.copy_(ema_state[name])
+            ema.optimization_step = extra.get("ema_step", 0)
+    student, optimizer = accelerator.prepare(student, optimizer)
+    names = matched_block_names(accelerator.unwrap_model(student), teacher)
+    student_hooks = BlockOutputs(accelerator.unwrap_model(student), names)
+    teacher_hooks = BlockOutputs(teacher, names)
+    scheduler = teacher_pipeline.scheduler
+    student_adapter = adapter_for(student_pipeline, calibration)
+    count = clean_latents.shape[0]
+
+    progress = tqdm(range(start, settings.steps), desc="distill", disable=not (show_progress and accelerator.is_main_process))
+    for step in progress:
+        # The batch depends only on (seed, step): a resumed run sees exactly the batches it would have seen.
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+        indices = torch.randint(0, count, (settings.batch_size,), generator=generator).tolist()
+        indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
+        clean = clean_latents[indices].to(accelerator.device)
+        noise = torch.randn(clean.shape, generator=generator).to(clean)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator).to(clean.device)
+        noisy = scheduler.add_noise(clean, noise, timesteps)
+        conditioning = student_adapter.conditioning(indices)
+        kind = scheduler.config.get("prediction_type", "epsilon")
+        target = {"epsilon": noise, "sample": clean}.get(kind)
+        if target is None:
+            target = scheduler.get_velocity(clean, noise, timesteps)
+        teacher_prediction = None
+        if settings.uses_teacher:
+            with torch.no_grad():
+                teacher_prediction = teacher(noisy, timesteps, **conditioning).sample
+        with accelerator.autocast():
+            student_prediction = student(noisy, timesteps, **conditioning).sample
+            loss, parts = distillation_loss(
+                student_prediction, target, teacher_prediction, student_hooks.outputs, teacher_hooks.outputs, settings
+            )
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(student).parameters())
+        history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
+        progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if checkpoint is not None and accelerator.is_main_process and (
+            (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
+        ):
+            unwrapped = accelerator.unwrap_model(student)
+            ema_state = (
+                {name: shadow for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params)} if ema else None
+            )
+            extra = {"settings": asdict(settings), "history": history, "ema_step": ema.optimization_step if ema else 0}
+            save_checkpoint(checkpoint, step + 1, unwrapped, getattr(optimizer, "optimizer", optimizer), ema_state, extra)
+    student_hooks.remove()
+    teacher_hooks.remove()
+    final = accelerator.unwrap_model(student).eval().requires_grad_(False)
+    if ema is not None:
+        ema.copy_to(final.parameters())
+    final = final.to(next(student_pipeline.unet.parameters()).device)
+    pipeline = type(student_pipeline)(**{**student_pipeline.components, "unet": final})
+    return pipeline, history
