@@ -1,0 +1,187 @@
+"""Generating samples with a pipeline's own `__call__`, the same way for every metric, grid and benchmark.
+
+Every sample has its own seed and its own torch.Generator (on the CPU), so sample i is the same whether it is
+drawn alone or in a batch of 64, on a CPU or a GPU: that is what makes "model A vs model B with the same seeds"
+a fair comparison. Families: text-to-image (Stable Diffusion style, prompts), unconditional image (DDPM, DDIM,
+LDM, seeds only), audio diffusion (mel images plus audio), text-to-audio (AudioLDM, AudioLDM2; mel images are
+rendered from the audio so grids and FID work the same way for audio).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import DiffpruneError
+
+TEXT_TO_IMAGE = "text-to-image"
+UNCONDITIONAL_IMAGE = "unconditional-image"
+AUDIO_DIFFUSION = "audio-diffusion"
+TEXT_TO_AUDIO = "text-to-audio"
+FAMILIES = (TEXT_TO_IMAGE, UNCONDITIONAL_IMAGE, AUDIO_DIFFUSION, TEXT_TO_AUDIO)
+
+DEFAULT_STEPS = 25
+# Used only when a text-conditioned model comes with no prompt list; digits-t2i has assets/prompts/digits.txt.
+GENERIC_PROMPTS = (
+    "a photograph of an astronaut riding a horse",
+    "a red bicycle leaning against a brick wall",
+    "a bowl of fruit on a wooden table, studio lighting",
+    "a lighthouse on a cliff at sunset",
+)
+FALLBACK_DIGIT_PROMPTS = ("a handwritten seven", "a handwritten two", "a handwritten zero", "a handwritten four")
+GENERIC_AUDIO_PROMPTS = ("a dog barking", "rain on a window", "a piano playing a slow melody", "birds singing")
+# Mel images for text-to-audio output (AudioLDM returns audio only): square, like diffusers' audio diffusion.
+TEXT_TO_AUDIO_MEL_RESOLUTION = 128
+
+
+@dataclass
+class GeneratedBatch:
+    """What a pipeline produced for a list of seeds (and prompts): images always, audio for audio families."""
+
+    images: list  # PIL images; mel spectrograms for audio families
+    seeds: list[int]
+    prompts: list[str] | None = None
+    audios: list[np.ndarray] | None = None  # mono float waveforms
+    sample_rate: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def pipeline_family(pipeline) -> str:
+    """Which of FAMILIES a pipeline belongs to, judged by its components, not its class name."""
+    if getattr(pipeline, "mel", None) is not None:
+        return AUDIO_DIFFUSION
+    if getattr(pipeline, "vocoder", None) is not None:
+        return TEXT_TO_AUDIO
+    if getattr(pipeline, "tokenizer", None) is not None or getattr(pipeline, "text_encoder", None) is not None:
+        return TEXT_TO_IMAGE
+    return UNCONDITIONAL_IMAGE
+
+
+def takes_prompts(pipeline) -> bool:
+    return pipeline_family(pipeline) in (TEXT_TO_IMAGE, TEXT_TO_AUDIO)
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """One prompt per non-empty line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffpruneError(f"prompt file {path} does not exist; pass a text file with one prompt per line")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise DiffpruneError(f"prompt file {path} holds no prompts; write one prompt per line")
+    return prompts
+
+
+def default_prompts(pipeline, model_name: str | None = None) -> list[str]:
+    """The bundled digits prompts for the digits models, else a small generic list for the family."""
+    from . import zoo
+
+    if model_name is not None and model_name.startswith("digits"):
+        prompt_file = zoo.assets_dir() / "prompts" / "digits.txt"
+        return read_prompts(prompt_file) if prompt_file.is_file() else list(FALLBACK_DIGIT_PROMPTS)
+    if pipeline_family(pipeline) == TEXT_TO_AUDIO:
+        return list(GENERIC_AUDIO_PROMPTS)
+    return list(GENERIC_PROMPTS)
+
+
+def sample_plan(num_samples: int, seed: int = 0, prompts: list[str] | None = None) -> tuple[list[int], list[str] | None]:
+    """Seeds seed, seed+1, ... and prompts cycled to the same length: sample i always gets the same pair."""
+    if num_samples < 1:
+        raise DiffpruneError("--num-samples must be at least 1")
+    seeds = [seed + index for index in range(num_samples)]
+    if prompts is None:
+        return seeds, None
+    return seeds, [prompts[index % len(prompts)] for index in range(num_samples)]
+
+
+def generate(
+    pipeline,
+    prompts: list[str] | None = None,
+    seeds: list[int] | int = 1,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    batch_size: int = 8,
+    show_progress: bool = True,
+    description: str = "generating",
+) -> GeneratedBatch:
+    """Draw one sample per seed (an int means seeds 0..n-1); text families need one prompt per seed.
+
+    num_inference_steps defaults to DEFAULT_STEPS; guidance_scale to the pipeline's own default.
+    """
+    family = pipeline_family(pipeline)
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise DiffpruneError("nothing to generate: pass at least one seed")
+    if family in (TEXT_TO_IMAGE, TEXT_TO_AUDIO):
+        if not prompts:
+            raise DiffpruneError(f"{type(pipeline).__name__} is {family}: pass prompts (e.g. --prompts FILE)")
+        if len(prompts) != len(seeds):
+            raise DiffpruneError(f"got {len(prompts)} prompts for {len(seeds)} seeds; pass one prompt per seed")
+    else:
+        prompts = None
+    steps = num_inference_steps or DEFAULT_STEPS
+    pipeline.set_progress_bar_config(disable=True)  # one bar over batches instead of one per batch's steps
+    batches = [range(start, min(start + batch_size, len(seeds))) for start in range(0, len(seeds), batch_size)]
+    images, audios, sample_rate = [], [], None
+    progress = tqdm(batches, desc=description, unit="batch", disable=not show_progress or len(batches) < 2, leave=False)
+    for batch in progress:
+        batch_seeds = [seeds[index] for index in batch]
+        batch_prompts = [prompts[index] for index in batch] if prompts else None
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in batch_seeds]
+        batch_images, batch_audios, sample_rate = _call_pipeline(
+            pipeline, family, batch_prompts, generators, steps, guidance_scale
+        )
+        images.extend(batch_images)
+        if batch_audios is not None:
+            audios.extend(batch_audios)
+    return GeneratedBatch(images=images, seeds=seeds, prompts=prompts, audios=audios or None, sample_rate=sample_rate)
+
+
+def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale):
+    """(images, audios or None, sample_rate or None) for one batch, through the pipeline's own __call__."""
+    extra = {"guidance_scale": guidance_scale} if guidance_scale is not None else {}
+    if family == TEXT_TO_IMAGE:
+        output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="pil", **extra)
+        return output.images, None, None
+    if family == UNCONDITIONAL_IMAGE:
+        output = pipeline(batch_size=len(generators), generator=generators, num_inference_steps=steps, output_type="pil")
+        return output.images, None, None
+    if family == AUDIO_DIFFUSION:
+        # Its scheduler steps draw noise too; the per-sample generators keep those draws per sample as well.
+        images, (sample_rate, audios) = pipeline(
+            batch_size=len(generators), generator=generators, steps=steps, return_dict=False
+        )
+        return list(images), [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios], int(sample_rate)
+    parameters = inspect.signature(pipeline.__call__).parameters
+    if "num_waveforms_per_prompt" in parameters:
+        extra["num_waveforms_per_prompt"] = 1
+    output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="np", **extra)
+    audios = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in output.audios]
+    sample_rate = int(pipeline.vocoder.config.sampling_rate)
+    return [mel_image(audio, sample_rate) for audio in audios], audios, sample_rate
+
+
+def mel_image(audio: np.ndarray, sample_rate: int, resolution: int = TEXT_TO_AUDIO_MEL_RESOLUTION):
+    """A grayscale mel-spectrogram image of the first `resolution` frames, rendered as diffusers' Mel does."""
+    from diffusers import Mel
+
+    hop_length = max(1, len(audio) // resolution)
+    mel = Mel(x_res=resolution, y_res=resolution, sample_rate=sample_rate, n_fft=2048, hop_length=hop_length)
+    mel.load_audio(raw_audio=audio)
+    return mel.audio_slice_to_image(0)
+
+
+def images_to_uint8(images) -> torch.Tensor:
+    """[N, C, H, W] uint8 from PIL images (grayscale stays one channel; all images must share a size)."""
+    arrays = [np.asarray(image.convert("L") if image.mode in ("L", "I", "F", "1") else image.convert("RGB")) for image in images]
+    if len({array.shape for array in arrays}) > 1:
+        raise DiffpruneError("images of different sizes cannot form one batch; resize them to one size first")
+    batch = torch.from_numpy(np.stack(arrays))
+    return batch.unsqueeze(1) if batch.dim() == 3 else batch.permute(0, 3, 1, 2).contiguous()

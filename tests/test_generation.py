@@ -1,0 +1,102 @@
+"""generate(): one sample per seed, the same sample whatever the batch, for every pipeline family."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffprune.errors import DiffpruneError
+from diffprune.generation import (
+    AUDIO_DIFFUSION,
+    TEXT_TO_IMAGE,
+    UNCONDITIONAL_IMAGE,
+    default_prompts,
+    generate,
+    images_to_uint8,
+    pipeline_family,
+    read_prompts,
+    sample_plan,
+)
+from tiny_models import audio_diffusion_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
+
+
+@pytest.fixture(scope="module")
+def ddpm():
+    return tiny_ddpm_pipeline()
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return tiny_sd_pipeline()
+
+
+def tiny_audio_diffusion_pipeline():
+    from diffusers import AudioDiffusionPipeline, DDPMScheduler, Mel
+
+    mel = Mel(x_res=24, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
+    return AudioDiffusionPipeline(vqvae=None, unet=audio_diffusion_unet(), mel=mel,
+                                  scheduler=DDPMScheduler(num_train_timesteps=50))
+
+
+def test_families_are_told_apart_by_components(ddpm, sd):
+    assert pipeline_family(ddpm) == UNCONDITIONAL_IMAGE
+    assert pipeline_family(sd) == TEXT_TO_IMAGE
+    assert pipeline_family(tiny_audio_diffusion_pipeline()) == AUDIO_DIFFUSION
+
+
+def test_unconditional_sample_does_not_depend_on_its_batch(ddpm):
+    batch = generate(ddpm, seeds=[3, 4, 5], num_inference_steps=4, batch_size=3, show_progress=False)
+    alone = generate(ddpm, seeds=[4], num_inference_steps=4, batch_size=1, show_progress=False)
+    assert len(batch) == 3 and batch.seeds == [3, 4, 5] and batch.audios is None
+    assert torch.equal(images_to_uint8(batch.images)[1], images_to_uint8(alone.images)[0])
+    other_seed = generate(ddpm, seeds=[6], num_inference_steps=4, show_progress=False)
+    assert not torch.equal(images_to_uint8(other_seed.images)[0], images_to_uint8(alone.images)[0])
+
+
+def test_text_to_image_sample_does_not_depend_on_its_batch(sd):
+    prompts = ["a one", "a two", "a three"]
+    batch = generate(sd, prompts=prompts, seeds=[0, 1, 2], num_inference_steps=3, batch_size=2, show_progress=False)
+    alone = generate(sd, prompts=prompts[2:], seeds=[2], num_inference_steps=3, show_progress=False)
+    images = images_to_uint8(batch.images)
+    assert images.shape == (3, 3, 32, 32) and images.dtype == torch.uint8
+    assert torch.equal(images[2], images_to_uint8(alone.images)[0])
+    assert batch.prompts == prompts
+
+
+def test_text_families_need_one_prompt_per_seed(sd):
+    with pytest.raises(DiffpruneError, match="pass prompts"):
+        generate(sd, seeds=[0, 1], show_progress=False)
+    with pytest.raises(DiffpruneError, match="one prompt per seed"):
+        generate(sd, prompts=["a one"], seeds=[0, 1], show_progress=False)
+
+
+def test_audio_diffusion_gives_mel_images_and_audio():
+    pipeline = tiny_audio_diffusion_pipeline()
+    pipeline.set_progress_bar_config(disable=True)
+    batch = generate(pipeline, seeds=[0, 1], num_inference_steps=3, show_progress=False)
+    alone = generate(pipeline, seeds=[1], num_inference_steps=3, show_progress=False)
+    assert batch.sample_rate == 8000
+    assert len(batch.audios) == 2 and batch.audios[0].ndim == 1 and np.isfinite(batch.audios[0]).all()
+    assert batch.images[0].mode == "L" and batch.images[0].size == (24, 16)
+    assert torch.equal(images_to_uint8(batch.images)[1], images_to_uint8(alone.images)[0])
+
+
+def test_sample_plan_cycles_prompts():
+    seeds, prompts = sample_plan(5, seed=10, prompts=["a", "b"])
+    assert seeds == [10, 11, 12, 13, 14] and prompts == ["a", "b", "a", "b", "a"]
+    assert sample_plan(2)[1] is None
+    with pytest.raises(DiffpruneError):
+        sample_plan(0)
+
+
+def test_prompt_files(tmp_path, sd):
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text("a seven\n\n  a two  \n")
+    assert read_prompts(prompt_file) == ["a seven", "a two"]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(DiffpruneError, match="holds no prompts"):
+        read_prompts(tmp_path / "empty.txt")
+    with pytest.raises(DiffpruneError, match="does not exist"):
+        read_prompts(tmp_path / "missing.txt")
+    digits = default_prompts(sd, "digits-t2i")
+    assert digits and all(isinstance(prompt, str) and prompt for prompt in digits)
+    assert default_prompts(sd, None)
