@@ -108,7 +108,9 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     settings = settings or DistillSettings()
     calibration = calibration or CalibrationSettings(num_samples=64)
     calibration.show_progress = show_progress
-    accelerator = Accelerator(mixed_precision=settings.mixed_precision)
+    from .distributed import use_cpu
+
+    accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=use_cpu())
     if type(student_pipeline) is not type(teacher_pipeline):
         raise DiffpruneError(
             f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "

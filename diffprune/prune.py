@@ -37,9 +37,13 @@ class PruneResult:
     def save(self, folder: str | Path) -> Path:
         """Write the pruned pipeline (reloads with stock diffusers), pruning_report.json, README.md and a
         PNG chart of the scores; the folder is complete or absent."""
+        from .distributed import is_main_process
         from .outputs import check_new_output, staged_output, write_json_atomically
         from .reports import write_model_card, write_score_chart
 
+        folder = Path(folder)
+        if not is_main_process():  # under accelerate, one process writes
+            return folder
         folder = check_new_output(folder, allowed=(WORK_FOLDER,))
         with staged_output(folder) as staging:
             self.pipeline.save_pretrained(staging, safe_serialization=True)

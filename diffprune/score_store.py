@@ -37,7 +37,16 @@ class ScoreStore:
     def get(self, round_index: int, name: str) -> float | None:
         return self.rounds.get(str(round_index), {}).get(name)
 
-    def put_many(self, round_index: int, scores: dict[str, float]) -> None:
+    def remember(self, round_index: int, scores: dict[str, float]) -> None:
+        """Keep scores in memory without writing (non-main processes)."""
         self.rounds.setdefault(str(round_index), {}).update({k: float(v) for k, v in scores.items()})
+
+    def put_many(self, round_index: int, scores: dict[str, float]) -> None:
+        self.remember(round_index, scores)
         if self.path:
             write_json_atomically(self.path, {"settings": self.settings, "rounds": self.rounds})
+
+    def in_memory_copy(self) -> "ScoreStore":
+        copy = ScoreStore(None, self.settings)
+        copy.rounds = {key: dict(value) for key, value in self.rounds.items()}
+        return copy

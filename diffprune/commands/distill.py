@@ -54,9 +54,9 @@ def run(args) -> int:
     student = load_pipeline(args.model, device=device)
     teacher = load_pipeline(args.teacher, device=device)
     pipeline, history = distill(student, teacher, settings, calibration_from_args(args, teacher), work_dir=out / WORK_FOLDER)
-    from accelerate import PartialState
+    from ..distributed import is_main_process
 
-    if PartialState().is_main_process:
+    if is_main_process():
         save_distilled(pipeline, history, settings, args, out)
         print(f"distilled {args.steps} steps; loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f}; saved to {out}")
     return 0

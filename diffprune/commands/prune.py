@@ -76,8 +76,11 @@ def run(args) -> int:
         kinds=args.kinds.split(",") if args.kinds else None, source=args.model,
     )
     result.save(out)
-    print_summary(result.report)
-    print(f"saved to {out} (pipeline, pruning_report.json, README.md, scores.png)")
+    from ..distributed import is_main_process
+
+    if is_main_process():
+        print_summary(result.report)
+        print(f"saved to {out} (pipeline, pruning_report.json, README.md, scores.png)")
     return 0
 
 

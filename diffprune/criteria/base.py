@@ -56,15 +56,46 @@ class Criterion:
 
     `removed` are units already removed in earlier rounds of progressive pruning: a criterion must score
     each candidate on the model with those units removed (gates at 0) as well.
+
+    Under `accelerate launch`, criteria that score units independently (`splits_across_processes`) give each
+    process its share of the pending units and gather the scores on every process, so all processes select
+    the same units; only the main process writes the store.
     """
 
     name = "abstract"
+    splits_across_processes = True
 
     def score(self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int) -> dict[str, float]:
         pending = [unit for unit in candidates if context.store.get(round_index, unit.name) is None]
         if pending:
-            self.score_pending(context, pending, removed, round_index)
+            self._score_distributed(context, pending, removed, round_index)
         return {unit.name: context.store.get(round_index, unit.name) for unit in candidates}
+
+    def _score_distributed(self, context, pending, removed, round_index) -> None:
+        from dataclasses import replace
+
+        from accelerate.utils import gather_object
+
+        from ..distributed import process_state
+
+        state = process_state()
+        if state.num_processes == 1 or not self.splits_across_processes:
+            if not state.is_main_process:  # every process computes; only the main one writes files
+                context = replace(context, store=context.store.in_memory_copy())
+            self.score_pending(context, pending, removed, round_index)
+            return
+        share = pending[state.process_index :: state.num_processes]
+        local = replace(context, store=context.store.in_memory_copy())
+        if share:
+            self.score_pending(local, share, removed, round_index)
+        scores = {unit.name: local.store.get(round_index, unit.name) for unit in share}
+        merged = {}
+        for part in gather_object([scores]):
+            merged.update(part)
+        if state.is_main_process:
+            context.store.put_many(round_index, merged)
+        else:
+            context.store.remember(round_index, merged)
 
     def score_pending(self, context: ScoringContext, pending: list[Unit], removed: list[Unit], round_index: int) -> None:
         """Compute scores for `pending` and put them into context.store as they become available."""

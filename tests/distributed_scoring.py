@@ -1,0 +1,35 @@
+"""Run by test_distributed.py under `accelerate launch --multi_gpu --num_processes 2` on a CPU machine: score the tiny DDPM's units
+with the processes sharing the candidates, and let the main process write the scores."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
+from diffprune.score_store import ScoreStore  # noqa: E402
+from diffprune.units import find_units  # noqa: E402
+from tiny_models import tiny_ddpm_pipeline  # noqa: E402
+
+
+def score(method: str, store_path: str | None) -> dict:
+    torch.set_num_threads(1)
+    pipeline = tiny_ddpm_pipeline()
+    adapter = adapter_for(pipeline, CalibrationSettings(num_samples=4, num_inference_steps=3, show_progress=False))
+    units = find_units(pipeline.unet)
+    context = ScoringContext(adapter, units, ScoreStore(store_path, {"method": method}), show_progress=False)
+    return get_criterion(method).score(context, units, [], 0)
+
+
+if __name__ == "__main__":
+    method, output = sys.argv[1], sys.argv[2]
+    scores = score(method, output + ".store.json")
+    from diffprune.distributed import process_state
+
+    state = process_state()
+    if state.is_main_process:
+        Path(output).write_text(json.dumps({"scores": scores, "num_processes": state.num_processes}))

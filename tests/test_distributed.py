@@ -1,0 +1,33 @@
+"""Scoring spread over 2 processes with accelerate (CPU, gloo) gives the same scores as one process."""
+
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distributed_scoring import score
+
+
+@pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
+def test_two_process_scoring_matches_one_process(tmp_path, method):
+    output = tmp_path / "scores.json"
+    command = [
+        # --multi_gpu on a machine without GPUs starts torchrun processes that talk over gloo on the CPU
+        # (--cpu alone would start a single process).
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(Path(__file__).parent / "distributed_scoring.py"), method, str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    distributed = json.loads(output.read_text())
+    assert distributed["num_processes"] == 2
+    single = score(method, None)
+    assert distributed["scores"].keys() == single.keys()
+    for name, value in single.items():
+        assert distributed["scores"][name] == pytest.approx(value, rel=1e-4, abs=1e-7)
+    stored = json.loads(Path(str(output) + ".store.json").read_text())
+    assert len(stored["rounds"]["0"]) == len(single), "the main process stored every process's scores"
