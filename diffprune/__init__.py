@@ -24,6 +24,9 @@ _EXPORTS = {
     "PrunedAudioLDM2UNet2DConditionModel": "pruned_models",
     "load_pipeline": "loading",
     "DiffpruneError": "errors",
+    "evaluate": "evaluation",
+    "compare_and_report": "evaluation",
+    "generate": "generation",
 }
 _DIFFUSERS_BASES = ("ModelMixin", "SchedulerMixin", "DiffusionPipeline")
 

@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-COMMANDS = ["units"]
+COMMANDS = ["units", "eval", "compare"]
 
 
 def register_all(subparsers) -> None:

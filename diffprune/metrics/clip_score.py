@@ -9,6 +9,8 @@ floored at 0).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -91,7 +93,9 @@ class ClipScorer:
         if images.shape[1] == 1:
             images = images.repeat(1, 3, 1, 1)
         self.metric.reset()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torchmetrics pads without truncation; tokenizers that carry a max_length warn about it on every call
+            warnings.filterwarnings("ignore", message=".*max_length.*is ignored when.*padding")
             for start in range(0, len(images), UPDATE_CHUNK):
                 chunk = images[start : start + UPDATE_CHUNK].to(self.device)
                 self.metric.update(list(chunk), prompts[start : start + UPDATE_CHUNK])
