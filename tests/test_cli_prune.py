@@ -8,7 +8,7 @@ from diffusers import DiffusionPipeline
 from diffprune.cli import main
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
-FAST = ["--num-samples", "3", "--steps", "2", "--device", "cpu"]
+FAST = ["--num-samples", "3", "--inference-steps", "2", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

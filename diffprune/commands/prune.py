@@ -8,7 +8,7 @@ from pathlib import Path
 def add_calibration_arguments(parser) -> None:
     group = parser.add_argument_group("calibration")
     group.add_argument("--num-samples", type=int, default=32, help="calibration samples (default 32)")
-    group.add_argument("--steps", type=int, default=20, help="denoising steps per sample (default 20)")
+    group.add_argument("--inference-steps", type=int, default=20, help="denoising steps per sample (default 20)")
     group.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed + i")
     group.add_argument("--prompts", help="text-to-image: prompt file, one per line (default: the model folder's "
                        "calibration_prompts.txt, else assets/prompts/calibration.txt)")
@@ -45,7 +45,7 @@ def calibration_from_args(args, pipeline):
 
     prompts = read_prompts(args.prompts) if args.prompts else default_prompts(pipeline)
     return CalibrationSettings(
-        num_samples=args.num_samples, num_inference_steps=args.steps, seed=args.seed, prompts=prompts,
+        num_samples=args.num_samples, num_inference_steps=args.inference_steps, seed=args.seed, prompts=prompts,
         guidance_scale=args.guidance_scale,
     )
 
