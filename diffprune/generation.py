@@ -173,7 +173,9 @@ def mel_image(audio: np.ndarray, sample_rate: int, resolution: int = TEXT_TO_AUD
     from diffusers import Mel
 
     hop_length = max(1, len(audio) // resolution)
-    mel = Mel(x_res=resolution, y_res=resolution, sample_rate=sample_rate, n_fft=2048, hop_length=hop_length)
+    # 2048 (diffusers' default) unless the clip is shorter: an FFT longer than the signal is all padding.
+    n_fft = min(2048, 2 ** max(4, int(np.log2(max(len(audio), 2)))))
+    mel = Mel(x_res=resolution, y_res=resolution, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length)
     mel.load_audio(raw_audio=audio)
     return mel.audio_slice_to_image(0)
 

@@ -2,30 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
-from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
 from diffprune.errors import DiffpruneError
 from diffprune.metrics.clap_score import ClapScorer, load_clap
-
-
-def tiny_clap():
-    """A random ClapModel built offline: a byte-level vocabulary of letters, 16 mel bins at 8 kHz."""
-    torch.manual_seed(0)
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    tokens = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "\u0120"] + letters + ["\u0120" + letter for letter in letters]
-    tokenizer = RobertaTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[], model_max_length=16)
-    config = ClapConfig(
-        text_config=dict(vocab_size=len(tokens), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=20, projection_dim=8),
-        audio_config=dict(window_size=4, num_mel_bins=16, spec_size=32, patch_size=2, patch_stride=2, hidden_size=16,
-                          patch_embeds_hidden_size=8, projection_dim=8, depths=[1, 1], num_attention_heads=[2, 2],
-                          num_hidden_layers=2),
-        projection_dim=8,
-    )
-    extractor = ClapFeatureExtractor(feature_size=16, sampling_rate=8000, hop_length=160, max_length_s=1,
-                                     fft_window_size=256, frequency_max=4000, truncation="rand_trunc")
-    return ClapModel(config).eval(), ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+from tiny_evaluation_models import tiny_clap
 
 
 def test_score_is_clip_formula_on_clap_embeddings_after_resampling():

@@ -2,23 +2,11 @@
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
 from diffprune import zoo
 from diffprune.errors import DiffpruneError
 from diffprune.metrics.clip_score import ClipScorer, FeaturesAsTensors, default_clip_model, load_clip
-from tiny_models import tiny_tokenizer
-
-
-def tiny_clip():
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                num_hidden_layers=1, max_position_embeddings=12, bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    vision = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1, image_size=16, patch_size=4)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).eval()
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
-    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+from tiny_evaluation_models import tiny_clip
 
 
 def test_score_is_torchmetrics_formula_on_the_projected_features():

@@ -17,7 +17,8 @@ from diffprune.errors import DiffpruneError
 from diffprune.evaluation import compare_and_report
 from diffprune.grids import CELL, grid_size
 from diffprune.latency import LatencySettings
-from tiny_models import audio_diffusion_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_evaluation_models import tiny_audio_diffusion_pipeline
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 FAST = dict(num_inference_steps=1, latency=LatencySettings(runs=1, warmup=0, num_inference_steps=1), show_progress=False)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,16 +94,10 @@ def test_text_to_image_rows_are_prompts(tmp_path):
 
 
 def test_audio_comparison_writes_wavs_and_players(tmp_path):
-    from diffusers import AudioDiffusionPipeline, DDPMScheduler, Mel
     from scipy.io import wavfile
 
-    def audio_pipeline():
-        mel = Mel(x_res=24, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
-        return AudioDiffusionPipeline(vqvae=None, unet=audio_diffusion_unet(), mel=mel,
-                                      scheduler=DDPMScheduler(num_train_timesteps=50))
-
     out = tmp_path / "cmp"
-    compare_and_report({"a": audio_pipeline(), "b": audio_pipeline()}, "a", out, num_samples=2, metrics="macs", **FAST)
+    compare_and_report({"a": tiny_audio_diffusion_pipeline(), "b": tiny_audio_diffusion_pipeline()}, "a", out, num_samples=2, metrics="macs", **FAST)
     rate, samples = wavfile.read(out / "audio" / "b" / "seed-1.wav")
     assert rate == 8000 and samples.dtype.name == "int16" and len(samples) > 0
     page = (out / "report.html").read_text()

@@ -20,6 +20,7 @@ from diffprune.evaluation import (
 )
 from diffprune.feature_networks import FeatureClassifier
 from diffprune.latency import LatencySettings
+from tiny_evaluation_models import tiny_audioldm_pipeline, tiny_clap
 from tiny_models import tiny_ddpm_pipeline
 
 FAST_LATENCY = LatencySettings(runs=2, warmup=0, num_inference_steps=1)
@@ -86,6 +87,18 @@ def test_fid_against_a_folder_of_real_images(dense, features, tmp_path):
                                 num_inference_steps=2, fid_features=features, show_progress=False)
     assert report["results"]["fid"]["vs_real_images"] > 0
     assert report["results"]["fid"]["real_images"] == 4
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # librosa: a tiny vocoder's clips leave some mel bands empty
+def test_text_to_audio_is_scored_with_clap_from_a_folder(tmp_path):
+    model, processor = tiny_clap()
+    model.save_pretrained(tmp_path / "clap")
+    processor.save_pretrained(tmp_path / "clap")
+    run = run_evaluation({"audio": tiny_audioldm_pipeline()}, None,
+                         settings(metrics="clap", num_samples=2, num_inference_steps=2, clap_model=str(tmp_path / "clap"),
+                                  prompts=["a dog", "rain"]))
+    assert 0 <= run.rows["audio"]["clap_score"] <= 100
+    assert run.scorers["clap"] == str(tmp_path / "clap") and run.prompts == ["a dog", "rain"]
 
 
 def test_default_metrics_follow_the_family(dense, pruned, features):

@@ -7,6 +7,7 @@ import torch
 from diffprune.errors import DiffpruneError
 from diffprune.generation import (
     AUDIO_DIFFUSION,
+    TEXT_TO_AUDIO,
     TEXT_TO_IMAGE,
     UNCONDITIONAL_IMAGE,
     default_prompts,
@@ -16,7 +17,8 @@ from diffprune.generation import (
     read_prompts,
     sample_plan,
 )
-from tiny_models import audio_diffusion_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_pipeline
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +31,11 @@ def sd():
     return tiny_sd_pipeline()
 
 
-def tiny_audio_diffusion_pipeline():
-    from diffusers import AudioDiffusionPipeline, DDPMScheduler, Mel
-
-    mel = Mel(x_res=24, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
-    return AudioDiffusionPipeline(vqvae=None, unet=audio_diffusion_unet(), mel=mel,
-                                  scheduler=DDPMScheduler(num_train_timesteps=50))
-
-
 def test_families_are_told_apart_by_components(ddpm, sd):
     assert pipeline_family(ddpm) == UNCONDITIONAL_IMAGE
     assert pipeline_family(sd) == TEXT_TO_IMAGE
     assert pipeline_family(tiny_audio_diffusion_pipeline()) == AUDIO_DIFFUSION
+    assert pipeline_family(tiny_audioldm_pipeline()) == TEXT_TO_AUDIO
 
 
 def test_unconditional_sample_does_not_depend_on_its_batch(ddpm):
@@ -78,6 +73,16 @@ def test_audio_diffusion_gives_mel_images_and_audio():
     assert len(batch.audios) == 2 and batch.audios[0].ndim == 1 and np.isfinite(batch.audios[0]).all()
     assert batch.images[0].mode == "L" and batch.images[0].size == (24, 16)
     assert torch.equal(images_to_uint8(batch.images)[1], images_to_uint8(alone.images)[0])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # librosa: a tiny vocoder's clips leave some mel bands empty
+def test_text_to_audio_gives_audio_and_rendered_mel_images():
+    pipeline = tiny_audioldm_pipeline()
+    batch = generate(pipeline, prompts=["a dog", "rain"], seeds=[0, 1], num_inference_steps=2, show_progress=False)
+    alone = generate(pipeline, prompts=["rain"], seeds=[1], num_inference_steps=2, show_progress=False)
+    assert batch.sample_rate == 16000 and len(batch.audios) == 2 and batch.audios[0].ndim == 1
+    assert np.allclose(batch.audios[1], alone.audios[0], atol=1e-6)
+    assert batch.images[0].mode == "L" and batch.images[0].size == (128, 128)
 
 
 def test_sample_plan_cycles_prompts():
