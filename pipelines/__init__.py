@@ -1,0 +1,1 @@
+"""Training scripts that reproduce the bundled models under assets/models (run as files, not imported by diffprune)."""
