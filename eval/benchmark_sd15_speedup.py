@@ -1,0 +1,224 @@
+"""Measured speedup of cut Stable-Diffusion-1.5-shaped UNets: does the MACs reduction turn into latency?
+
+Builds SD-1.5's UNet (and, for whole-pipeline timing, SD's text encoder and VAE shapes plus an offline
+tokenizer) with random weights, since speed depends on shapes, not values. Cuts it with
+diffprune.remove_units to:
+  * a BK-SDM-Base-like set: the mid block and the second resnet + attention pair of each down stage, plus the
+    second attention of each cross-attention up stage (BK-SDM also drops up-stage resnets, but those take skip
+    concatenations, change width and are not bypassable units here);
+  * sets keeping about 0.8 / 0.7 / 0.6 of the MACs, removing units largest-MACs first (weights are random, so
+    no importance criterion would mean anything).
+MACs come from diffprune.costs.count_macs on each cut model; latency from diffprune.latency (CUDA-synchronised
+torch.utils.benchmark). Writes JSON and prints a Markdown table.
+
+    python eval/benchmark_sd15_speedup.py --device cpu --parts unet --batch-sizes 1 --runs 3 --warmup 1
+    python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,4 --runs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import diffprune
+from diffprune.costs import count_macs, count_parameters
+from diffprune.evaluation import unet_costs
+from diffprune.latency import LatencySettings, check_device, measure_pipeline_latency, speedups, torch_dtype
+from diffprune.units import find_units
+
+LATENT_CHANNELS = 4
+VAE_SCALE = 8
+
+
+def sd15_unet(resolution: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=resolution // VAE_SCALE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    ).eval()
+
+
+def sd15_pipeline(unet):
+    """SD-1.5's pipeline shape around `unet`: CLIP ViT-L/14 text tower, SD's VAE, a PNDM scheduler."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    # No CLIP vocabulary offline: a letters-only BPE vocabulary gives real token ids of the right length (77).
+    symbols = list("abcdefghijklmnopqrstuvwxyz")
+    tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + symbols + [s + "</w>" for s in symbols]
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
+        max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )).eval()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2, sample_size=unet.config.sample_size * VAE_SCALE, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ).eval()
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              steps_offset=1)
+    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def bk_sdm_like_units(unit_names: set[str]) -> list[str]:
+    wanted = ["mid_block"]
+    for stage in range(4):
+        wanted += [f"down_blocks.{stage}.resnets.1", f"down_blocks.{stage}.attentions.1"]
+    wanted += [f"up_blocks.{stage}.attentions.1" for stage in (1, 2, 3)]
+    return [name for name in wanted if name in unit_names]
+
+
+def greedy_units_for_macs(units, total_macs: int, keep: float) -> list[str]:
+    """Largest-MACs-first removal of non-overlapping units until the kept MACs would fall below keep * total."""
+    target = keep * total_macs
+    remaining, chosen = total_macs, []
+    for unit in sorted(units, key=lambda u: u.macs, reverse=True):
+        if any(other.contains(unit) or unit.contains(other) for other in chosen):
+            continue
+        if remaining - unit.macs >= target:
+            chosen.append(unit)
+            remaining -= unit.macs
+    return [unit.name for unit in chosen]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="default: fp16 on CUDA, fp32 on CPU")
+    parser.add_argument("--resolution", type=int, default=512, help="image side in pixels (latent side = /8)")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps of the timed pipeline call")
+    parser.add_argument("--batch-sizes", default="1,4", help="comma-separated (default 1,4)")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--parts", default="unet,pipeline", help="unet, pipeline or both (default both)")
+    parser.add_argument("--keep", default="0.8,0.7,0.6", help="MACs fractions for the greedy sets")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", default="eval/results/sd15_speedup.json", help="JSON results file")
+    return parser.parse_args()
+
+
+def hardware(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else [platform.processor()]
+    return f"{names[0] if names else 'unknown CPU'} ({len(names)} logical CPUs, torch threads {torch.get_num_threads()})"
+
+
+def main() -> None:
+    args = parse_args()
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # .to(dtype) warns about fp32-only modules these models do not have
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_device(args.device)
+    dtype_name = args.dtype or ("fp16" if torch.device(args.device).type == "cuda" else "fp32")
+    dtype = torch_dtype(dtype_name, args.device)
+    parts = {part.strip() for part in args.parts.split(",")}
+    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+    started = time.time()
+
+    torch.manual_seed(0)
+    dense = sd15_unet(args.resolution)
+    units = find_units(dense)  # probes shapes and counts unit MACs at batch 1, this resolution
+    dense_macs = count_macs(dense)
+    dense = dense.to(args.device, dtype)
+    names = {unit.name for unit in units}
+    unit_sets = {"dense": [], "bk-sdm-like": bk_sdm_like_units(names)}
+    for keep in (float(value) for value in args.keep.split(",")):
+        unit_sets[f"greedy {keep:.1f} MACs"] = greedy_units_for_macs(units, dense_macs, keep)
+
+    pipeline = sd15_pipeline(dense) if "pipeline" in parts else None
+    if pipeline is not None:
+        pipeline.to(args.device, dtype)
+    rows = []
+    for label, removed in tqdm(unit_sets.items(), desc="unit sets"):
+        unet = diffprune.remove_units(dense, removed) if removed else dense
+        macs = unet_costs(unet)["macs"]  # counted on the cut model (batch 1, this resolution), not summed from units
+        if pipeline is not None:
+            pipeline.unet = unet
+        for batch_size in batch_sizes:
+            settings = LatencySettings(batch_size=batch_size, runs=args.runs, warmup=args.warmup,
+                                       num_inference_steps=args.steps, compile=args.compile,
+                                       measure_unet="unet" in parts, measure_pipeline="pipeline" in parts)
+            holder = pipeline if pipeline is not None else _UnetOnly(unet)
+            latency = measure_pipeline_latency(holder, settings)
+            rows.append({"set": label, "removed_units": removed, "params": count_parameters(unet), "macs": macs,
+                         "macs_fraction": macs / dense_macs, "batch_size": batch_size, "latency": latency})
+        if unet is not dense:
+            del unet
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    for row in rows:
+        baseline = next(r for r in rows if r["set"] == "dense" and r["batch_size"] == row["batch_size"])
+        row["speedup"] = speedups(row["latency"], baseline["latency"], row["macs"], baseline["macs"])
+
+    result = {
+        "command": "python eval/benchmark_sd15_speedup.py " + " ".join(_given_options(args)),
+        "hardware": hardware(args.device), "device": args.device, "dtype": dtype_name, "resolution": args.resolution,
+        "latent": args.resolution // VAE_SCALE, "steps": args.steps, "runs": args.runs, "warmup": args.warmup,
+        "compile": args.compile, "torch": torch.__version__, "wall_s": round(time.time() - started, 1), "rows": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(markdown_table(result))
+    print(f"\nwrote {out} in {result['wall_s']} s")
+
+
+class _UnetOnly:
+    """Just enough of a pipeline for measure_pipeline_latency to time the UNet forward alone."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.tokenizer = None
+
+
+def markdown_table(result: dict) -> str:
+    lines = [
+        f"{result['hardware']}; {result['device']} {result['dtype']}; {result['resolution']}x{result['resolution']} "
+        f"(latent {result['latent']}x{result['latent']}); median of {result['runs']} runs after {result['warmup']} warm-up",
+        "",
+        "| set | units removed | params (M) | MACs (G) | MACs kept | batch | UNet ms | UNet speedup | pipeline ms "
+        "| pipeline speedup | predicted (MACs) | realisation UNet | realisation pipeline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        latency, speedup = row["latency"], row["speedup"]
+
+        def ms(part):
+            return f"{latency[part]['median_ms']:,.0f}" if part in latency else "–"
+
+        def number(key, digits=2):
+            value = speedup.get(key)
+            return f"{value:.{digits}f}" if value is not None else "–"
+
+        lines.append(
+            f"| {row['set']} | {len(row['removed_units'])} | {row['params'] / 1e6:.0f} | {row['macs'] / 1e9:.0f} "
+            f"| {row['macs_fraction']:.2f} | {row['batch_size']} | {ms('unet_forward')} | {number('unet_forward')} "
+            f"| {ms('pipeline')} | {number('pipeline')} | {number('predicted_from_macs')} "
+            f"| {number('realisation_ratio_unet_forward')} | {number('realisation_ratio_pipeline')} |"
+        )
+    return "\n".join(lines)
+
+
+def _given_options(args) -> list[str]:
+    return [f"--{key.replace('_', '-')} {value}" if not isinstance(value, bool) else f"--{key.replace('_', '-')}"
+            for key, value in vars(args).items() if value is not None and value is not False]
+
+
+if __name__ == "__main__":
+    main()
