@@ -108,10 +108,13 @@ def prune(
         units = [u for u in units if u.kind in kinds]
     totals_before = {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
     check_reachable(units, budget, totals_before[budget.cost])
+    # One-shot scores of a budget-blind criterion do not depend on the budget, so they are reusable across
+    # budgets from the same work folder; progressive rounds and budget-aware criteria record it.
+    scores_depend_on_budget = rounds > 1 or criterion.uses_budget
     settings = {
         "method": method,
         "criterion": criterion.settings(),
-        "budget": budget.__dict__,
+        "budget": budget.__dict__ if scores_depend_on_budget else None,
         "rounds": rounds,
         "kinds": sorted(kinds) if kinds else None,
         "calibration": calibration.as_dict(),
@@ -147,6 +150,7 @@ def prune(
         "family": adapter.family,
         "settings": settings,
         "budget": budget.describe(),
+        "budget_settings": budget.__dict__,
         "totals_before": totals_before,
         "totals_after": totals_after,
         "kept_fraction": {key: totals_after[key] / totals_before[key] for key in totals_before},

@@ -64,6 +64,7 @@ class Criterion:
 
     name = "abstract"
     splits_across_processes = True
+    uses_budget = False  # scores depend on the budget (gradient flow aims its masks at it)
 
     def score(self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int) -> dict[str, float]:
         pending = [unit for unit in candidates if context.store.get(round_index, unit.name) is None]

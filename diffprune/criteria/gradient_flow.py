@@ -55,6 +55,7 @@ def ancestor_matrix(units) -> torch.Tensor:
 @register("gradflow")
 class GradientFlow(Criterion):
     splits_across_processes = False  # one joint optimisation over all masks
+    uses_budget = True
     def __init__(self, steps: int = 60, stages: int = 3, learning_rate: float = 0.05, penalty: float = 10.0,
                  batch_size: int = 8, criterion_batches: int = 2, train_weights: bool = False,
                  weight_learning_rate: float = 1e-5, checkpoint_every: int = 10):

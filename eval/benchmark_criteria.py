@@ -1,0 +1,164 @@
+"""Every criterion side by side: FID (bundled feature network) against the original's samples, and CLIP
+score (digits-clip) for text-to-image, at several MAC budgets, without fine-tuning, in one run.
+
+    .venv/bin/python eval/benchmark_criteria.py [--models digits-ddpm,digits-t2i] [--budgets 0.9,0.8,0.7,0.6]
+
+Each (criterion, budget) cut is evaluated with `--repeats` different sample seeds; `random` also draws a new
+selection per repeat. Scores of budget-blind criteria are computed once per model and reused across
+budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import RESULTS, hardware, write_section  # noqa: E402
+
+from diffprune.adapters import CalibrationSettings  # noqa: E402
+from diffprune.adapters.text_conditioned import default_prompts  # noqa: E402
+from diffprune.criteria import available_criteria  # noqa: E402
+from diffprune.errors import DiffpruneError  # noqa: E402
+from diffprune.evaluation import evaluate  # noqa: E402
+from diffprune.loading import load_pipeline  # noqa: E402
+from diffprune.prune import prune  # noqa: E402
+
+FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "tones-audio": "tones-features"}
+
+
+def quality(pipeline, original, model, args, seed):
+    metrics = ("fid", "clip") if model == "digits-t2i" else ("fid",)
+    report = evaluate(
+        pipeline, reference=original, metrics=metrics, num_samples=args.eval_samples, seed=seed,
+        num_inference_steps=args.eval_steps, fid_features=FEATURES[model],
+        clip_model="digits-clip" if model == "digits-t2i" else None, show_progress=False,
+    )
+    results = report["results"]
+    reference = report["reference_results"] or {}
+    return results["fid"]["vs_reference"], results.get("clip_score"), reference.get("clip_score")
+
+
+def run_model(model, args, work_root):
+    original = load_pipeline(model)
+    calibration = dict(num_samples=args.calibration_samples, num_inference_steps=args.inference_steps,
+                       prompts=default_prompts(original))
+    rows, original_clip = [], []
+    for criterion in args.criteria:
+        for keep in args.budgets:
+            fids, clips, seconds, kept = [], [], [], None
+            for repeat in range(args.repeats):
+                started = time.perf_counter()
+                options = {"seed": repeat} if criterion == "random" else None
+                if criterion != "random" and repeat > 0:
+                    result = cached  # deterministic selection: only the evaluation seeds change
+                else:
+                    try:
+                        result = prune(
+                            original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
+                            work_dir=work_root / model / (f"{criterion}-{repeat}" if options else criterion),
+                            criterion_options=options, show_progress=False,
+                        )
+                    except DiffpruneError as error:
+                        print(f"{model} {criterion} {keep}: {error}")
+                        break
+                    cached = result
+                seconds.append(time.perf_counter() - started)
+                kept = result.report["kept_fraction"]["macs"]
+                fid, clip, reference_clip = quality(result.pipeline, original, model, args, seed=1000 * repeat)
+                fids.append(fid)
+                if clip is not None:
+                    clips.append(clip)
+                    original_clip.append(reference_clip)
+            if fids:
+                rows.append({"criterion": criterion, "keep": keep, "kept": kept, "fid": fids, "clip": clips,
+                             "prune_seconds": seconds[0], "removed": len(result.removed)})
+                print(f"{model} {criterion:12s} keep {keep:.1f}: kept {kept:.3f} FID {statistics.mean(fids):.2f}"
+                      + (f" CLIP {statistics.mean(clips):.2f}" if clips else ""), flush=True)
+    return rows, (statistics.mean(original_clip) if original_clip else None)
+
+
+def mean_std(values) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def pareto_plot(model, rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if any(row["clip"] for row in rows) else 1
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.2), squeeze=False)
+    for criterion in dict.fromkeys(row["criterion"] for row in rows):
+        mine = sorted((r for r in rows if r["criterion"] == criterion), key=lambda r: r["kept"])
+        kept = [r["kept"] for r in mine]
+        axes[0][0].plot(kept, [statistics.mean(r["fid"]) for r in mine], "o-", label=criterion)
+        if panels == 2:
+            axes[0][1].plot(kept, [statistics.mean(r["clip"]) for r in mine], "o-", label=criterion)
+    axes[0][0].set(xlabel="fraction of UNet MACs kept (measured)", ylabel="FID vs original (lower is better)", title=model)
+    if panels == 2:
+        axes[0][1].set(xlabel="fraction of UNet MACs kept (measured)", ylabel="CLIP score (higher is better)", title=model)
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="digits-ddpm,digits-t2i")
+    parser.add_argument("--budgets", default="0.9,0.8,0.7,0.6")
+    parser.add_argument("--criteria", default=",".join(available_criteria()))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calibration-samples", type=int, default=16)
+    parser.add_argument("--inference-steps", type=int, default=10)
+    parser.add_argument("--eval-samples", type=int, default=64)
+    parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
+    args = parser.parse_args()
+    args.budgets = [float(b) for b in args.budgets.split(",")]
+    args.criteria = args.criteria.split(",")
+    started = time.perf_counter()
+    sections = []
+    with tempfile.TemporaryDirectory() as work:
+        for model in args.models.split(","):
+            rows, original_clip = run_model(model, args, Path(work))
+            plot = RESULTS.parent / f"pareto_{model}.png"
+            if not args.no_write:
+                pareto_plot(model, rows, plot)
+            has_clip = any(row["clip"] for row in rows)
+            lines = [f"### {model}", ""]
+            if original_clip is not None:
+                lines.append(f"Original's CLIP score on the same prompts and seeds: {original_clip:.2f}.\n")
+            lines.append("| criterion | keep_macs | MACs kept (measured) | units removed | FID vs original | "
+                         + ("CLIP score | " if has_clip else "") + "scoring + cut time |")
+            lines.append("|---|---:|---:|---:|---:|" + ("---:|" if has_clip else "") + "---:|")
+            for row in sorted(rows, key=lambda r: (-r["keep"], statistics.mean(r["fid"]))):
+                lines.append(f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
+                             f"{mean_std(row['fid'])} | " + (f"{mean_std(row['clip'])} | " if has_clip else "")
+                             + f"{row['prune_seconds']:.0f} s |")
+            lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
+            sections.append("\n".join(lines))
+    command = " ".join(["python"] + sys.argv)
+    text = (f"## Criteria side by side (no fine-tuning)\n\nCommand: `{command}` · hardware: {hardware()} · "
+            f"total {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space against the "
+            f"original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std over "
+            f"{args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
+            f"{args.calibration_samples} samples x {args.inference_steps} DDIM steps.\n\n" + "\n".join(sections))
+    print(text)
+    if not args.no_write:
+        write_section("criteria", text)
+
+
+if __name__ == "__main__":
+    main()
