@@ -205,8 +205,11 @@ def run_evaluation(
         prompts = settings.prompts or default_prompts(first, reference_name or next((n for n in names if n), None))
     seeds, sample_prompts = sample_plan(settings.num_samples, settings.seed, prompts)
     dtype = torch_dtype(settings.dtype, settings.device)
-    for pipeline in pipelines.values():
-        pipeline.to(settings.device, dtype) if dtype is not None else pipeline.to(settings.device)
+    for pipeline in pipelines.values():  # in place, as diffusers' own .to(): callers' pipelines move too
+        if dtype is None:
+            pipeline.to(settings.device)
+        else:
+            pipeline.to(settings.device, dtype)
         pipeline.set_progress_bar_config(disable=True)
 
     needs_samples = keep_samples or any(metric in metrics for metric in ("fid", "clip", "clap"))

@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-import diffprune
-from diffprune.costs import count_macs, count_parameters
-from diffprune.evaluation import unet_costs
-from diffprune.latency import LatencySettings, check_device, measure_pipeline_latency, speedups, torch_dtype
-from diffprune.units import find_units
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_file import cpu_name, write_section  # noqa: E402
+
+import diffprune  # noqa: E402
+from diffprune.costs import count_macs, count_parameters  # noqa: E402
+from diffprune.evaluation import unet_costs  # noqa: E402
+from diffprune.latency import LatencySettings, check_device, measure_pipeline_latency, speedups, torch_dtype  # noqa: E402
+from diffprune.units import find_units  # noqa: E402
 
 LATENT_CHANNELS = 4
 VAE_SCALE = 8
@@ -106,15 +111,14 @@ def parse_args():
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="eval/results/sd15_speedup.json", help="JSON results file")
+    parser.add_argument("--no-results-md", action="store_true", help="do not write the table into docs/results.md")
     return parser.parse_args()
 
 
 def hardware(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else [platform.processor()]
-    return f"{names[0] if names else 'unknown CPU'} ({len(names)} logical CPUs, torch threads {torch.get_num_threads()})"
+    return f"{cpu_name()} ({torch.get_num_threads()} torch thread(s) of {os.cpu_count()} logical CPUs)"
 
 
 def main() -> None:
@@ -130,6 +134,7 @@ def main() -> None:
     parts = {part.strip() for part in args.parts.split(",")}
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
     started = time.time()
+    load_at_start = os.getloadavg()[0]  # other jobs on the machine make CPU timings noisy; the report says how noisy
 
     torch.manual_seed(0)
     dense = sd15_unet(args.resolution)
@@ -170,12 +175,15 @@ def main() -> None:
         "command": "python eval/benchmark_sd15_speedup.py " + " ".join(_given_options(args)),
         "hardware": hardware(args.device), "device": args.device, "dtype": dtype_name, "resolution": args.resolution,
         "latent": args.resolution // VAE_SCALE, "steps": args.steps, "runs": args.runs, "warmup": args.warmup,
-        "compile": args.compile, "torch": torch.__version__, "wall_s": round(time.time() - started, 1), "rows": rows,
+        "compile": args.compile, "torch": torch.__version__, "wall_s": round(time.time() - started, 1),
+        "load_average": f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (1-minute)", "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(markdown_table(result))
+    if not args.no_results_md:
+        write_section(RESULTS_KEY, results_section(result))
     print(f"\nwrote {out} in {result['wall_s']} s")
 
 
@@ -185,6 +193,37 @@ class _UnetOnly:
     def __init__(self, unet):
         self.unet = unet
         self.tokenizer = None
+
+
+RESULTS_KEY = "sd15-speedup"
+
+
+def results_section(result: dict) -> str:
+    """The docs/results.md section: what was cut, how it was measured, the table, what was not measured."""
+    measured_on_gpu = result["device"].startswith("cuda")
+    return "\n".join([
+        "## SD-1.5-shape speedup",
+        "",
+        "Random-weight UNet with SD-1.5's configuration (block_out_channels 320/640/1280/1280, cross_attention_dim "
+        "768, attention_head_dim 8, layers_per_block 2), cut with `diffprune.remove_units`: a BK-SDM-Base-like set "
+        "(mid block, second resnet + attention of each down stage, second attention of each cross-attention up "
+        "stage; BK-SDM's up-stage resnets take skip concatenations and are not bypassable units) and sets keeping "
+        "about 0.8 / 0.7 / 0.6 of the MACs (largest-MACs units first). MACs are counted on each cut model with "
+        "`diffprune.costs.count_macs`; *predicted* is dense MACs / cut MACs, *realisation* is measured speedup / "
+        "predicted.",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Hardware: {result['hardware']}, torch {result['torch']}; load average {result.get('load_average', 'not recorded')}. "
+        f"Wall time {result['wall_s']:.0f} s. UNet ms is the median ± interquartile range.",
+        "",
+        markdown_table(result),
+        "",
+        "GPU numbers (fp16 on CUDA, batch 1 and 4, 25-step pipeline at 512x512) were not measured in this session: "
+        "no GPU was lent. Run `python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,4 "
+        "--runs 10` on one to fill them in."
+        if not measured_on_gpu else "",
+    ]).rstrip()
 
 
 def markdown_table(result: dict) -> str:
@@ -200,7 +239,9 @@ def markdown_table(result: dict) -> str:
         latency, speedup = row["latency"], row["speedup"]
 
         def ms(part):
-            return f"{latency[part]['median_ms']:,.0f}" if part in latency else "–"
+            if part not in latency:
+                return "–"
+            return f"{latency[part]['median_ms']:,.0f} ± {latency[part]['iqr_ms']:,.0f}"
 
         def number(key, digits=2):
             value = speedup.get(key)
