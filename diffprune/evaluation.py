@@ -10,7 +10,7 @@ latency with the speedup that the MACs predicted next to the one that was realis
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -80,7 +80,7 @@ class EvaluationSettings:
     clap_model: str | None = None  # hub id or folder; None: laion/clap-htsat-unfused
     device: str = "cpu"
     dtype: str | None = None  # fp32, fp16 (GPU), bf16; None keeps the pipelines' dtype
-    latency: LatencySettings = field(default_factory=LatencySettings)
+    latency: LatencySettings | dict | None = None  # None: defaults, timing calls with num_inference_steps
     max_grid_rows: int = 16  # compare: rows shown in the grid (all samples count for the metrics)
     show_progress: bool = True
 
@@ -88,6 +88,10 @@ class EvaluationSettings:
         from .real_images import check_real_images_folder
 
         self.metrics = parse_metrics(self.metrics)
+        if self.latency is None:
+            self.latency = LatencySettings(num_inference_steps=self.num_inference_steps)
+        elif isinstance(self.latency, dict):
+            self.latency = LatencySettings(**{"num_inference_steps": self.num_inference_steps, **self.latency})
         if self.num_samples < 1:
             raise DiffpruneError("--num-samples must be at least 1")
         if self.metrics and "fid" in self.metrics and self.num_samples < 2:
@@ -285,13 +289,12 @@ def evaluate(
 ) -> dict:
     """Evaluate one pipeline (object, folder, hub id or bundled name), optionally against a reference.
 
-    `settings` are EvaluationSettings fields (seed, prompts, real_images, fid_features, fid_weights, clip_model,
-    device, dtype, latency=LatencySettings(...), ...). Returns the report; writes it as JSON to `out` if given.
+    `settings` are EvaluationSettings fields (seed, prompts, num_inference_steps, real_images, fid_features,
+    fid_weights, clip_model, device, dtype, latency=LatencySettings(...) or a dict of its fields, ...).
+    Pipelines given as objects are moved to `device` / `dtype` in place. Returns the report; writes it as JSON
+    to `out` if given.
     """
-    latency = settings.pop("latency", None)
-    if isinstance(latency, dict):
-        latency = LatencySettings(**latency)
-    config = EvaluationSettings(metrics=metrics, num_samples=num_samples, latency=latency or LatencySettings(), **settings)
+    config = EvaluationSettings(metrics=metrics, num_samples=num_samples, **settings)
     label = label_of(pipeline_or_path)
     models = {label: pipeline_or_path}
     reference_label = None
@@ -380,13 +383,8 @@ def compare_and_report(
     out_folder = check_new_output(out_folder)
     if reference_label is not None and reference_label not in models:
         raise DiffpruneError(f"reference {reference_label!r} is not among the models ({', '.join(models)})")
-    latency = settings.pop("latency", None)
-    if isinstance(latency, dict):
-        latency = LatencySettings(**latency)
     num_samples = num_samples or (len(prompts) if prompts else 8)
-    config = EvaluationSettings(
-        metrics=metrics, num_samples=num_samples, prompts=prompts, latency=latency or LatencySettings(), **settings
-    )
+    config = EvaluationSettings(metrics=metrics, num_samples=num_samples, prompts=prompts, **settings)
     run = run_evaluation(load_models(models), reference_label, config, keep_samples=True)
     rows = [summary_row(label, row) for label, row in run.rows.items()]
     columns = [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]

@@ -148,3 +148,9 @@ def test_bundled_models_are_recognised_by_name_or_folder():
     assert bundled_name_of(str(zoo.models_dir() / "digits-ddpm")) == "digits-ddpm"
     if (zoo.models_dir() / "digits-ddpm" / "model_index.json").exists():
         assert bundled_name_of(diffprune.load_pipeline("digits-ddpm")) == "digits-ddpm"
+
+
+def test_timed_pipeline_calls_use_the_generation_steps_unless_told_otherwise():
+    assert EvaluationSettings(num_inference_steps=7).latency.num_inference_steps == 7
+    assert EvaluationSettings(num_inference_steps=7, latency={"runs": 3}).latency.num_inference_steps == 7
+    assert EvaluationSettings(num_inference_steps=7, latency={"num_inference_steps": 2}).latency.num_inference_steps == 2
