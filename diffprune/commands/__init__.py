@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-COMMANDS = ["units", "eval", "compare"]
+COMMANDS = ["units", "prune", "eval", "compare", "distill", "demo", "export"]
 
 
 def register_all(subparsers) -> None:
