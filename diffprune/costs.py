@@ -45,6 +45,18 @@ def count_macs(unet: torch.nn.Module, inputs: dict | None = None) -> int:
     """MACs of one UNet forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
     return macs_by_module(unet, inputs).get("", 0)
 
+def pipeline_cost_inputs(pipeline) -> dict:
+    """One UNet forward as the pipeline makes it (its tokenizer's length for text models), batch 1."""
+    from .unet_inputs import move_inputs
+
+    tokenizer = getattr(pipeline, "tokenizer", None)
+    length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    length = length if isinstance(length, int) and length < 10_000 else None
+    inputs = example_inputs(pipeline.unet, 1, text_length=length)
+    parameter = next(pipeline.unet.parameters())
+    return move_inputs(inputs, parameter.device, parameter.dtype)
+
+
 def measure_latency(function, warmup: int = 2, runs: int = 10, device: str | torch.device = "cpu") -> dict:
     """Median and spread of `function()` wall time over `runs` calls after `warmup` calls.
 

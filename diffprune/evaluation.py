@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .costs import count_macs, count_parameters
+from .prompts import default_prompts
+from .costs import count_macs, count_parameters, pipeline_cost_inputs
 from .errors import DiffpruneError
 from .generation import (
     AUDIO_DIFFUSION,
@@ -25,7 +26,6 @@ from .generation import (
     TEXT_TO_IMAGE,
     UNCONDITIONAL_IMAGE,
     GeneratedBatch,
-    default_prompts,
     generate,
     images_to_uint8,
     pipeline_family,
@@ -186,9 +186,12 @@ def common_family(pipelines: dict) -> str:
     return next(iter(families.values()))
 
 
-def unet_costs(unet) -> dict:
-    parameter = next(unet.parameters())
-    inputs = move_inputs(example_inputs(unet), device=parameter.device, dtype=parameter.dtype)
+def unet_costs(unet, pipeline=None) -> dict:
+    """Params and MACs of one forward as the pipeline makes it (same numbers as `diffprune prune` reports)."""
+    inputs = pipeline_cost_inputs(pipeline) if pipeline is not None else None
+    if inputs is None:
+        parameter = next(unet.parameters())
+        inputs = move_inputs(example_inputs(unet), device=parameter.device, dtype=parameter.dtype)
     return {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
 
 
@@ -223,7 +226,7 @@ def run_evaluation(
     for label, pipeline in progress:
         progress.set_postfix_str(label[-40:])
         if "macs" in metrics or "latency" in metrics:
-            rows[label].update(unet_costs(pipeline.unet))
+            rows[label].update(unet_costs(pipeline.unet, pipeline))
         if "latency" in metrics:
             rows[label]["latency"] = measure_pipeline_latency(pipeline, settings.latency, prompts[0] if prompts else None)
         if needs_samples:

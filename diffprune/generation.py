@@ -26,15 +26,6 @@ TEXT_TO_AUDIO = "text-to-audio"
 FAMILIES = (TEXT_TO_IMAGE, UNCONDITIONAL_IMAGE, AUDIO_DIFFUSION, TEXT_TO_AUDIO)
 
 DEFAULT_STEPS = 25
-# Used only when a text-conditioned model comes with no prompt list; digits-t2i has assets/prompts/digits.txt.
-GENERIC_PROMPTS = (
-    "a photograph of an astronaut riding a horse",
-    "a red bicycle leaning against a brick wall",
-    "a bowl of fruit on a wooden table, studio lighting",
-    "a lighthouse on a cliff at sunset",
-)
-FALLBACK_DIGIT_PROMPTS = ("a handwritten seven", "a handwritten two", "a handwritten zero", "a handwritten four")
-GENERIC_AUDIO_PROMPTS = ("a dog barking", "rain on a window", "a piano playing a slow melody", "birds singing")
 # Mel images for text-to-audio output (AudioLDM returns audio only): square, like diffusers' audio diffusion.
 TEXT_TO_AUDIO_MEL_RESOLUTION = 128
 
@@ -66,29 +57,6 @@ def pipeline_family(pipeline) -> str:
 
 def takes_prompts(pipeline) -> bool:
     return pipeline_family(pipeline) in (TEXT_TO_IMAGE, TEXT_TO_AUDIO)
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per non-empty line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiffpruneError(f"prompt file {path} does not exist; pass a text file with one prompt per line")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise DiffpruneError(f"prompt file {path} holds no prompts; write one prompt per line")
-    return prompts
-
-
-def default_prompts(pipeline, model_name: str | None = None) -> list[str]:
-    """The bundled digits prompts for the digits models, else a small generic list for the family."""
-    from . import zoo
-
-    if model_name is not None and model_name.startswith("digits"):
-        prompt_file = zoo.assets_dir() / "prompts" / "digits.txt"
-        return read_prompts(prompt_file) if prompt_file.is_file() else list(FALLBACK_DIGIT_PROMPTS)
-    if pipeline_family(pipeline) == TEXT_TO_AUDIO:
-        return list(GENERIC_AUDIO_PROMPTS)
-    return list(GENERIC_PROMPTS)
 
 
 def sample_plan(num_samples: int, seed: int = 0, prompts: list[str] | None = None) -> tuple[list[int], list[str] | None]:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from . import __version__
 from .adapters import CalibrationSettings, adapter_for
-from .costs import count_macs, count_parameters
+from .costs import count_macs, count_parameters, pipeline_cost_inputs
 from .criteria import ScoringContext, get_criterion
 from .errors import DiffpruneError
 from .score_store import ScoreStore
 from .selection import Budget, candidates_after, check_reachable, select_units
 from .surgery import remove_units
-from .unet_inputs import example_inputs
 from .units import find_units
 
 WORK_FOLDER = ".diffprune-work"  # resume state inside an output folder; removed once the result is saved
@@ -59,18 +58,6 @@ def _fingerprint(unet) -> str:
     return hashlib.sha256(f"{config}|{count_parameters(unet)}".encode()).hexdigest()[:16]
 
 
-def cost_inputs(pipeline) -> dict:
-    """One UNet forward as the pipeline makes it (its tokenizer's length for text models), batch 1."""
-    tokenizer = getattr(pipeline, "tokenizer", None)
-    length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
-    length = length if isinstance(length, int) and length < 10_000 else None
-    inputs = example_inputs(pipeline.unet, 1, text_length=length)
-    from .unet_inputs import move_inputs
-
-    parameter = next(pipeline.unet.parameters())
-    return move_inputs(inputs, parameter.device, parameter.dtype)
-
-
 def prune(
     pipeline,
     method: str = "ld-pruner",
@@ -99,7 +86,7 @@ def prune(
     criterion = get_criterion(method, **(criterion_options or {}))
     adapter = adapter_for(pipeline, calibration)
     unet = pipeline.unet.eval()
-    inputs = cost_inputs(pipeline)
+    inputs = pipeline_cost_inputs(pipeline)
     units = find_units(unet, inputs)
     if kinds:
         unknown = set(kinds) - {u.kind for u in units}

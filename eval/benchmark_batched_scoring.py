@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
-from diffprune.adapters.text_conditioned import default_prompts  # noqa: E402
+from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
 from diffprune.score_store import ScoreStore  # noqa: E402

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import RESULTS, hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.adapters.text_conditioned import default_prompts  # noqa: E402
+from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.criteria import available_criteria  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.evaluation import evaluate  # noqa: E402

@@ -19,7 +19,7 @@ from benchmark_criteria import FEATURES, mean_std, quality  # noqa: E402
 from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.adapters.text_conditioned import default_prompts  # noqa: E402
+from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.distill import DistillSettings, distill  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
 from diffprune.prune import prune  # noqa: E402

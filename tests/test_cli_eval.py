@@ -13,7 +13,7 @@ from diffprune.cli import main
 from diffprune.feature_networks import FeatureClassifier
 from tiny_models import tiny_ddpm_pipeline
 
-FAST = ["--steps", "1", "--latency-runs", "1", "--latency-warmup", "0"]
+FAST = ["--inference-steps", "1", "--latency-runs", "1", "--latency-warmup", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_digits_clip_ranks_the_matching_prompt_first():
         pytest.skip("assets/models/digits-clip is not built yet")
     from sklearn.datasets import load_digits
 
-    from diffprune.generation import read_prompts
+    from diffprune.prompts import read_prompts
 
     digits = load_digits()
     prompts = read_prompts(zoo.assets_dir() / "prompts" / "digits.txt")[:10]  # line d describes digit d

@@ -10,11 +10,9 @@ from diffprune.generation import (
     TEXT_TO_AUDIO,
     TEXT_TO_IMAGE,
     UNCONDITIONAL_IMAGE,
-    default_prompts,
     generate,
     images_to_uint8,
     pipeline_family,
-    read_prompts,
     sample_plan,
 )
 from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_pipeline
@@ -93,15 +91,3 @@ def test_sample_plan_cycles_prompts():
         sample_plan(0)
 
 
-def test_prompt_files(tmp_path, sd):
-    prompt_file = tmp_path / "prompts.txt"
-    prompt_file.write_text("a seven\n\n  a two  \n")
-    assert read_prompts(prompt_file) == ["a seven", "a two"]
-    (tmp_path / "empty.txt").write_text("\n")
-    with pytest.raises(DiffpruneError, match="holds no prompts"):
-        read_prompts(tmp_path / "empty.txt")
-    with pytest.raises(DiffpruneError, match="does not exist"):
-        read_prompts(tmp_path / "missing.txt")
-    digits = default_prompts(sd, "digits-t2i")
-    assert digits and all(isinstance(prompt, str) and prompt for prompt in digits)
-    assert default_prompts(sd, None)

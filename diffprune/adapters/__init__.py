@@ -1,7 +1,7 @@
 """Task adapters: the only code that knows a pipeline family (text-to-image, unconditional image, audio).
 
-`adapter_for(pipeline, settings)` picks one by what the pipeline has (a tokenizer means text conditioning),
-not by a table of pipeline names.
+`adapter_for(pipeline, settings)` picks one by the pipeline's family (generation.pipeline_family, judged by
+its components, not by a table of pipeline names).
 """
 
 from .base import CalibrationSettings, TaskAdapter
@@ -12,11 +12,12 @@ from .unconditional import UnconditionalAdapter
 def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
     from ..loading import check_has_unet
 
+    from ..generation import takes_prompts
+
     check_has_unet(pipeline)
     settings = settings or CalibrationSettings()
-    if getattr(pipeline, "tokenizer", None) is not None:
-        return TextConditionedAdapter(pipeline, settings)
-    return UnconditionalAdapter(pipeline, settings)
+    adapter_class = TextConditionedAdapter if takes_prompts(pipeline) else UnconditionalAdapter
+    return adapter_class(pipeline, settings)
 
 
 __all__ = ["CalibrationSettings", "TaskAdapter", "adapter_for"]

@@ -50,9 +50,12 @@ class TaskAdapter(ABC):
     """
 
     def __init__(self, pipeline, settings: CalibrationSettings):
+        from ..generation import pipeline_family
+
         self.pipeline = pipeline
         self.settings = settings
         self.unet = pipeline.unet
+        self.family = pipeline_family(pipeline)
 
     @property
     def device(self) -> torch.device:

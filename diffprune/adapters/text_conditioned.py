@@ -7,33 +7,19 @@ noise of sample j identical for every variant; the gates tile over the guidance 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..errors import DiffpruneError
+from ..prompts import default_prompts
 from .base import TaskAdapter
 
 DEFAULT_GUIDANCE_SCALE = 7.5
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "assets" / "prompts" / "calibration.txt"
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise DiffpruneError(f"no prompt file at {path}; pass --prompts FILE with one prompt per line")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    if not prompts:
-        raise DiffpruneError(f"{path} holds no prompts; write one prompt per line")
-    return prompts
 
 
 class TextConditionedAdapter(TaskAdapter):
-    family = "text-to-image"
-
     def __init__(self, pipeline, settings):
         super().__init__(pipeline, settings)
-        prompts = settings.prompts or read_prompts(DEFAULT_PROMPTS)
+        prompts = settings.prompts or default_prompts(pipeline)
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
         self.guidance_scale = settings.guidance_scale if settings.guidance_scale is not None else DEFAULT_GUIDANCE_SCALE
         self._embeddings: dict[int, torch.Tensor] = {}
@@ -66,12 +52,3 @@ class TextConditionedAdapter(TaskAdapter):
                 )[0]
             self._embeddings.update({i: e for i, e in zip(missing, embeddings)})
         return {"encoder_hidden_states": torch.stack([self._embeddings[i] for i in sample_indices])}
-
-
-def default_prompts(pipeline) -> list[str] | None:
-    """A pipeline folder may ship calibration_prompts.txt (the bundled digits-t2i does); else the general list."""
-    if getattr(pipeline, "tokenizer", None) is None:
-        return None
-    folder = Path(str(getattr(pipeline.config, "_name_or_path", "") or ""))
-    own = folder / "calibration_prompts.txt"
-    return read_prompts(own if own.is_file() else DEFAULT_PROMPTS)

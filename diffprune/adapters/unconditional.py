@@ -10,8 +10,6 @@ from .base import TaskAdapter
 
 
 class UnconditionalAdapter(TaskAdapter):
-    family = "unconditional"
-
     def initial_noise(self, sample_indices) -> torch.Tensor:
         shape = sample_shape(self.unet)[1:]
         seeds = self.seeds()

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..adapters import CalibrationSettings
-    from ..adapters.text_conditioned import default_prompts
+    from ..prompts import default_prompts
     from ..errors import DiffpruneError
     from ..evaluation import compare_and_report
     from ..loading import load_pipeline

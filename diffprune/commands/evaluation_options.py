@@ -9,7 +9,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     samples.add_argument("--num-samples", type=int, default=default_num_samples,
                          help="samples per model, all with the same seeds and prompts (default: %(default)s)")
     samples.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed+i (default: 0)")
-    samples.add_argument("--steps", type=int, default=25, help="denoising steps per sample (default: 25)")
+    samples.add_argument("--inference-steps", type=int, default=25, help="denoising steps per sample (default: 25)")
     samples.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default: the pipeline's)")
     samples.add_argument("--batch-size", type=int, default=8, help="samples per pipeline call while generating")
 
@@ -38,7 +38,7 @@ def settings_from_args(args) -> dict:
 
     return {
         "seed": args.seed,
-        "num_inference_steps": args.steps,
+        "num_inference_steps": args.inference_steps,
         "guidance_scale": args.guidance_scale,
         "generation_batch_size": args.batch_size,
         "real_images": args.real_images,
@@ -50,12 +50,12 @@ def settings_from_args(args) -> dict:
         "dtype": args.dtype,
         "latency": LatencySettings(
             batch_size=args.latency_batch_size, runs=args.latency_runs, warmup=args.latency_warmup,
-            num_inference_steps=args.steps, compile=args.compile, measure_pipeline=not args.no_pipeline_latency,
+            num_inference_steps=args.inference_steps, compile=args.compile, measure_pipeline=not args.no_pipeline_latency,
         ),
     }
 
 
 def read_prompts_option(args):
-    from ..generation import read_prompts
+    from ..prompts import read_prompts
 
     return read_prompts(args.prompts) if args.prompts else None

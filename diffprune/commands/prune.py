@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 def calibration_from_args(args, pipeline):
     from ..adapters import CalibrationSettings
-    from ..adapters.text_conditioned import default_prompts, read_prompts
+    from ..prompts import default_prompts, read_prompts
 
     prompts = read_prompts(args.prompts) if args.prompts else default_prompts(pipeline)
     return CalibrationSettings(
