@@ -321,7 +321,9 @@ def evaluate(
         "results": run.rows[label],
         "reference_results": run.rows.get(reference_label) if reference_label else None,
     }
-    if out is not None:
+    from .distributed import is_main_process
+
+    if out is not None and is_main_process():  # under accelerate, one process writes
         from .outputs import check_writable_parent, write_json_atomically
 
         check_writable_parent(Path(out))
@@ -402,8 +404,13 @@ def compare_and_report(
         "models": run.rows,
         "summary": rows,
     }
-    with staged_output(out_folder) as staging:
-        files = _write_comparison(staging, run, rows, columns, report, config)
+    from .distributed import is_main_process
+
+    if is_main_process():  # under accelerate, one process writes
+        with staged_output(out_folder) as staging:
+            files = _write_comparison(staging, run, rows, columns, report, config)
+    else:
+        files = {}
     return {
         "columns": columns,
         "rows": rows,

@@ -95,6 +95,15 @@ def generate(
     else:
         prompts = None
     steps = num_inference_steps or DEFAULT_STEPS
+    from .distributed import process_state
+
+    state = process_state()
+    if state.num_processes > 1:  # under accelerate launch: each process draws its share, all get everything
+        return _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description)
+    return _generate_local(pipeline, family, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description)
+
+
+def _generate_local(pipeline, family, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description):
     pipeline.set_progress_bar_config(disable=True)  # one bar over batches instead of one per batch's steps
     batches = [range(start, min(start + batch_size, len(seeds))) for start in range(0, len(seeds), batch_size)]
     images, audios, sample_rate = [], [], None
@@ -110,6 +119,33 @@ def generate(
         if batch_audios is not None:
             audios.extend(batch_audios)
     return GeneratedBatch(images=images, seeds=seeds, prompts=prompts, audios=audios or None, sample_rate=sample_rate)
+
+
+def _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description):
+    """Seeds are dealt round-robin over processes; results are gathered and put back in seed order. A sample
+    depends only on its seed (one generator per sample), so the result equals a single-process run."""
+    from accelerate.utils import gather_object
+
+    mine = list(range(state.process_index, len(seeds), state.num_processes))
+    local = None
+    if mine:
+        local = _generate_local(
+            pipeline, pipeline_family(pipeline), [prompts[i] for i in mine] if prompts else None, [seeds[i] for i in mine],
+            steps, guidance_scale, batch_size, show_progress and state.is_main_process, description,
+        )
+    parts = gather_object([(mine, local)])
+    images, audios, sample_rate = [None] * len(seeds), [None] * len(seeds), None
+    for indices, batch in parts:
+        if batch is None:
+            continue
+        sample_rate = batch.sample_rate
+        for position, index in enumerate(indices):
+            images[index] = batch.images[position]
+            if batch.audios is not None:
+                audios[index] = batch.audios[position]
+    has_audio = any(audio is not None for audio in audios)
+    return GeneratedBatch(images=images, seeds=seeds, prompts=prompts, audios=audios if has_audio else None,
+                          sample_rate=sample_rate)
 
 
 def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale):

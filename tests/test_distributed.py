@@ -11,18 +11,21 @@ import pytest
 from distributed_scoring import score
 
 
-@pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
-def test_two_process_scoring_matches_one_process(tmp_path, method):
-    output = tmp_path / "scores.json"
+def launch_two_processes(script: str, *arguments: str) -> None:
     command = [
         # --multi_gpu on a machine without GPUs starts torchrun processes that talk over gloo on the CPU
         # (--cpu alone would start a single process).
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(Path(__file__).parent / "distributed_scoring.py"), method, str(output),
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(Path(__file__).parent / script), *arguments,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
+def test_two_process_scoring_matches_one_process(tmp_path, method):
+    output = tmp_path / "scores.json"
+    launch_two_processes("distributed_scoring.py", method, str(output))
     distributed = json.loads(output.read_text())
     assert distributed["num_processes"] == 2
     single = score(method, None)
@@ -31,3 +34,17 @@ def test_two_process_scoring_matches_one_process(tmp_path, method):
         assert distributed["scores"][name] == pytest.approx(value, rel=1e-4, abs=1e-7)
     stored = json.loads(Path(str(output) + ".store.json").read_text())
     assert len(stored["rounds"]["0"]) == len(single), "the main process stored every process's scores"
+
+
+def test_two_process_generation_matches_one_process(tmp_path):
+    import numpy as np
+
+    from diffprune.generation import generate
+    from tiny_models import tiny_ddpm_pipeline
+
+    output = tmp_path / "samples.json"
+    launch_two_processes("distributed_generation.py", str(output))
+    shared = json.loads(output.read_text())
+    assert shared["num_processes"] == 2
+    single = generate(tiny_ddpm_pipeline(), seeds=[3, 4, 5, 6, 7], num_inference_steps=3, show_progress=False)
+    assert [np.asarray(image).astype(int).tolist() for image in single.images] == shared["pixels"]
