@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo writes demo-output/ (replacing an earlier run's).
 demo: $(STAMP)
-	$(BIN)/diffprune demo
+	rm -rf demo-output
+	$(BIN)/diffprune demo --out demo-output
 
-test: $(STAMP)
+# Chromium renders the HTML report in one test; installed when possible (root + apt), else that test skips.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium not available: the HTML rendering test will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest tests
 
 clean:
