@@ -75,3 +75,15 @@ def test_cli_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]], "one line only"
     assert "no such folder" in result.stderr
+
+
+def test_unreachable_hub_id_is_a_one_line_error(capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network wait in the test
+    assert "could not load pipeline 'nobody-here/no-such-model'" in _error_of(["units", "nobody-here/no-such-model"], capsys)
+
+
+def test_bundled_names_work_wherever_a_path_is_taken(capsys):
+    assert main(["units", "digits-ddpm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["units"]
