@@ -146,11 +146,17 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     for step in progress:
         # The batch depends only on (seed, step): a resumed run sees exactly the batches it would have seen.
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
-        indices = torch.randint(0, count, (settings.batch_size,), generator=generator).tolist()
-        indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
+        # Draw for the whole batch, then take this process's share, so 1 and N processes see the same samples.
+        indices = torch.randint(0, count, (settings.batch_size,), generator=generator)
+        noise = torch.randn((settings.batch_size, *clean_latents.shape[1:]), generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch_size,), generator=generator)
+        share = slice(accelerator.process_index, None, accelerator.num_processes)
+        if len(range(settings.batch_size)[share]) == 0:
+            share = slice(0, 1)
+        indices = indices[share].tolist()
         clean = clean_latents[indices].to(accelerator.device)
-        noise = torch.randn(clean.shape, generator=generator).to(clean)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(indices),), generator=generator).to(clean.device)
+        noise = noise[share].to(clean)
+        timesteps = timesteps[share].to(clean.device)
         noisy = scheduler.add_noise(clean, noise, timesteps)
         conditioning = student_adapter.conditioning(indices)
         kind = scheduler.config.get("prediction_type", "epsilon")
