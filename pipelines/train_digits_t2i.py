@@ -6,6 +6,8 @@ scheduler) at a size that trains on one CPU thread, so pruning, distillation and
 checks run offline end to end. Needs digits-clip (its text tower and tokenizer are reused).
 
 Reproduce:  .venv/bin/python pipelines/train_digits_t2i.py --clip assets/models/digits-clip --out assets/models/digits-t2i
+Retrain only the UNet, keeping an already-trained VAE (and so its latent space):
+            .venv/bin/python pipelines/train_digits_t2i.py --reuse-vae assets/models/digits-t2i/vae --out /tmp/digits-t2i-v2
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def build_vae() -> AutoencoderKL:
 
 
 def build_unet(cross_dim: int) -> UNet2DConditionModel:
-    """Cross-attention at 8x8 and in the 4x4 mid block: the SD layout in miniature."""
+    """Cross-attention at 8x8 and in the 4x4 mid block: the SD layout in miniature. layers_per_block 2 as in
+    Stable Diffusion, so each block has shape-preserving resnets / transformer blocks the pruner can remove."""
     return UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=2,
         block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -101,6 +104,11 @@ def main() -> None:
     ap.add_argument("--judge", default="assets/models/digits-features")
     ap.add_argument("--out", default="assets/models/digits-t2i")
     ap.add_argument("--vae-steps", type=int, default=800)
+    ap.add_argument("--reuse-vae", default=None, metavar="FOLDER",
+                    help="load this trained AutoencoderKL (e.g. assets/models/digits-t2i/vae) instead of training one; "
+                    "keeps its latent space and scaling_factor")
+    ap.add_argument("--prompts", default="assets/prompts/digits.txt",
+                    help="copied into the pipeline folder as calibration_prompts.txt (diffprune's default calibration set)")
     ap.add_argument("--steps", type=int, default=2200)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -117,15 +125,20 @@ def main() -> None:
     labels = torch.from_numpy(np.concatenate([y_tr, y_te]))
 
     t0 = time.time()
-    vae = build_vae()
-    train_vae(vae, images, args.vae_steps, gen)
+    if args.reuse_vae:
+        vae = AutoencoderKL.from_pretrained(args.reuse_vae).eval()
+    else:
+        vae = build_vae()
+        train_vae(vae, images, args.vae_steps, gen)
     vae_s = time.time() - t0
     with torch.no_grad():
         lat = vae.encode(images).latent_dist.mean
-        vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
+        if not args.reuse_vae:  # a reused VAE keeps its own scaling_factor (same latent space)
+            vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
         latents = lat * vae.config.scaling_factor
         rec_mse = F.mse_loss(vae.decode(lat).sample, images).item()
-    print(f"vae: {vae_s:.0f}s, scaling_factor {vae.config.scaling_factor:.4f}, rec mse {rec_mse:.4f}")
+    print(f"vae: {vae_s:.0f}s, scaling_factor {vae.config.scaling_factor:.4f}, rec mse {rec_mse:.4f}"
+          f"{' (reused from ' + args.reuse_vae + ')' if args.reuse_vae else ''}")
 
     # Text encoder = digits-clip's text tower (frozen). Every training prompt is embedded once up front.
     tok = CLIPTokenizer.from_pretrained(args.clip)
@@ -189,6 +202,8 @@ def main() -> None:
     # transformers 5 saves only tokenizer.json; keep vocab.json/merges.txt so older slow CLIPTokenizers load it too.
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(Path(args.clip) / name, Path(args.out) / "tokenizer" / name)
+    if Path(args.prompts).is_file():
+        shutil.copy(args.prompts, Path(args.out) / "calibration_prompts.txt")
 
     judge = FeatureClassifier.from_pretrained(args.judge).eval()
     acc, imgs = faithfulness(pipe, judge, per_digit=10, guidance=args.guidance, steps=20, seed=0)
@@ -205,17 +220,20 @@ def main() -> None:
             "What": "A tiny latent text-to-image `StableDiffusionPipeline` (AutoencoderKL + digits-clip's CLIPTextModel "
             "and CLIPTokenizer + UNet2DConditionModel with cross-attention + DPMSolverMultistepScheduler). "
             "`pipe('a handwritten seven', num_inference_steps=20)` draws a 16x16 seven. safety_checker/feature_extractor "
-            "are None.",
+            "are None. `calibration_prompts.txt` (a copy of assets/prompts/digits.txt) is the folder's default calibration "
+            "prompt set for diffprune.",
             "Data": "All 1797 `load_digits` images, upsampled to 16x16, grayscale replicated to RGB, [-1, 1]; each paired "
             "with a random prompt for its digit from pipelines/digit_prompts.py (64 prompts per digit); 10% of captions "
             "replaced by the empty prompt for classifier-free guidance.",
             "Architecture": f"VAE: block_out_channels (32, 64), 1 layer per block, latent 4x8x8 (scaling_factor "
             f"{vae.config.scaling_factor:.4f}), {count_params(vae):,} params. UNet: sample_size 8, block_out_channels "
-            f"(32, 64), down (CrossAttnDownBlock2D, DownBlock2D), up (UpBlock2D, CrossAttnUpBlock2D), layers_per_block 1, "
+            f"(32, 64), down (CrossAttnDownBlock2D, DownBlock2D), up (UpBlock2D, CrossAttnUpBlock2D), layers_per_block 2, "
             f"cross_attention_dim {text_encoder.config.hidden_size}, attention_head_dim 8, {count_params(ema):,} params. "
             f"Text encoder (frozen, from digits-clip): {count_params(text_encoder):,} params.",
-            "Training": f"VAE: {args.vae_steps} steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL, {vae_s:.0f} s "
-            f"(reconstruction MSE {rec_mse:.4f} in [-1, 1]). UNet: {args.steps} steps, batch {args.batch}, AdamW lr "
+            "Training": (f"VAE: reused unchanged from `{args.reuse_vae}` (`--reuse-vae`; originally {args.vae_steps} "
+            f"steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL) " if args.reuse_vae else
+            f"VAE: {args.vae_steps} steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL, {vae_s:.0f} s ")
+            + f"(reconstruction MSE {rec_mse:.4f} in [-1, 1]). UNet: {args.steps} steps, batch {args.batch}, AdamW lr "
             f"{args.lr} (warm-up + cosine), epsilon MSE with scaled_linear betas 0.00085-0.012 / 1000 steps, EMA 0.995 "
             f"(EMA weights shipped), {unet_s:.0f} s. Seed {args.seed}. 1 CPU thread.",
             "Metrics": f"Prompt faithfulness (digits-features classifies the generated image as the prompted digit), "
@@ -225,7 +243,9 @@ def main() -> None:
             f"guidance {args.guidance}, 20 steps.",
             "Reproduce": "```\n.venv/bin/python pipelines/train_feature_networks.py --out assets/models\n"
             ".venv/bin/python pipelines/train_digits_clip.py --out assets/models/digits-clip\n"
-            ".venv/bin/python pipelines/train_digits_t2i.py --clip assets/models/digits-clip --out assets/models/digits-t2i\n```",
+            ".venv/bin/python pipelines/train_digits_t2i.py --clip assets/models/digits-clip --out assets/models/digits-t2i\n```"
+            + (f"\nThis version kept the VAE of the previous one: `.venv/bin/python pipelines/train_digits_t2i.py --reuse-vae "
+               f"{args.reuse_vae} --out <new folder>`." if args.reuse_vae else ""),
             "Size": f"{folder_size_mb(args.out):.2f} MB (safetensors).",
         },
     )
