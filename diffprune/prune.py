@@ -70,6 +70,7 @@ def prune(
     criterion_options: dict | None = None,
     variants_per_batch: int = 8,
     kinds: list[str] | None = None,
+    ranking: str = "score",
     show_progress: bool = True,
     source: str | None = None,
 ) -> PruneResult:
@@ -77,6 +78,7 @@ def prune(
 
     work_dir: where scores are stored as they are computed; a rerun with the same settings resumes.
     kinds: only units of these kinds are candidates (e.g. ["resnet", "attention", "mid_block"]).
+    ranking: "score" (lowest score first, default) or "score-per-cost" (see selection.py).
     """
     budget = Budget.default_if_empty(keep_macs, keep_params, num_units)
     if rounds < 1:
@@ -104,6 +106,7 @@ def prune(
         "budget": budget.__dict__ if scores_depend_on_budget else None,
         "rounds": rounds,
         "kinds": sorted(kinds) if kinds else None,
+        "ranking": ranking if rounds > 1 else None,  # later rounds are scored after earlier selections
         "calibration": calibration.as_dict(),
         "model_fingerprint": _fingerprint(unet),
     }
@@ -120,12 +123,15 @@ def prune(
         latest_scores.update(scores)
         score_rounds.update(dict.fromkeys(scores, round_index))
         removed += select_units(
-            units, scores, budget, totals_before[budget.cost], removed, target_fraction_removed=(round_index + 1) / rounds
+            units, scores, budget, totals_before[budget.cost], removed,
+            target_fraction_removed=(round_index + 1) / rounds, ranking=ranking,
         )
 
     # Criteria that train weights jointly (gradflow with train_weights) leave their trained copy to cut from.
     source_unet = context.cache.get("trained_unet", unet).eval().requires_grad_(False)
-    removed, pruned_unet = _cut_within_measured_budget(source_unet, units, removed, latest_scores, budget, totals_before, inputs)
+    removed, pruned_unet = _cut_within_measured_budget(
+        source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
+    )
     totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
     pruned_pipeline = type(pipeline)(**{**pipeline.components, "unet": pruned_unet})
 
@@ -138,6 +144,7 @@ def prune(
         "settings": settings,
         "budget": budget.describe(),
         "budget_settings": budget.__dict__,
+        "ranking": ranking,
         "totals_before": totals_before,
         "totals_after": totals_after,
         "kept_fraction": {key: totals_after[key] / totals_before[key] for key in totals_before},
@@ -154,7 +161,7 @@ def prune(
     return PruneResult(pruned_pipeline, [u.name for u in removed], latest_scores, report, original_pipeline=pipeline)
 
 
-def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_before, inputs):
+def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_before, inputs, ranking):
     """Cut, then confirm the budget on the cut model, removing the next-best units if it is not met (unit
     costs are measured per module in the full model, which can miss work shared outside the modules)."""
     pruned_unet = remove_units(unet, [u.name for u in removed])
@@ -163,7 +170,9 @@ def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_bef
     limit = budget.fraction_kept() * totals_before[budget.cost]
     measure = (lambda m: count_parameters(m)) if budget.cost == "params" else (lambda m: count_macs(m, inputs))
     while measure(pruned_unet) > limit:
-        extra = select_units(units, scores, Budget(num_units=len(removed) + 1), totals_before[budget.cost], removed)
+        extra = select_units(
+            units, scores, Budget(num_units=len(removed) + 1), totals_before[budget.cost], removed, ranking=ranking
+        )
         if not extra:
             raise DiffpruneError(f"cannot {budget.describe()}: no further unit can be removed")
         removed = removed + extra[:1]

@@ -13,13 +13,20 @@ UNITS = [unit("a", 40), unit("a.x", 30), unit("b", 30), unit("c", 20), unit("d",
 TOTAL = 200  # the rest of the model costs 100
 
 
-def test_greedy_by_score_per_mac_and_never_overlapping():
+def test_lowest_score_first_and_never_overlapping():
     scores = {"a": 4.0, "a.x": 0.0, "b": 3.0, "c": 1.0, "d": 0.5}
     chosen = select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL)
     names = [u.name for u in chosen]
-    assert names[0] == "a.x"  # zero score goes first
-    assert "a" not in names  # overlaps a.x
+    assert names == ["a.x", "d", "c"]  # zero score first; "a" overlaps a.x
     assert sum(u.macs for u in chosen) >= 0.3 * TOTAL
+
+
+def test_score_per_cost_ranking_prefers_cheap_savings():
+    scores = {"a": 2.0, "a.x": 3.0, "b": 1.5, "c": 0.1, "d": 0.1}
+    per_cost = [u.name for u in select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL, ranking="score-per-cost")]
+    assert per_cost[0] == "c"  # 0.1 / 20 beats 0.1 / 10
+    with pytest.raises(DiffpruneError, match="unknown ranking"):
+        select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL, ranking="nope")
 
 
 def test_unreachable_budget_says_the_most_that_can_be_removed():
@@ -41,3 +48,10 @@ def test_unit_count_budget_and_progressive_slices():
     assert len(select_units(UNITS, scores, Budget(num_units=2), TOTAL)) == 2
     half = select_units(UNITS, scores, Budget(keep_macs=0.7), TOTAL, target_fraction_removed=0.5)
     assert 0.15 * TOTAL <= sum(u.macs for u in half) < 0.3 * TOTAL
+
+
+def test_a_containing_unit_absorbs_chosen_descendants_when_the_budget_needs_it():
+    units = [unit("a", 60), unit("a.x", 5), unit("a.y", 5), unit("b", 10)]
+    scores = {"a.x": 0.1, "a.y": 0.2, "b": 0.3, "a": 0.4}
+    chosen = [u.name for u in select_units(units, scores, Budget(keep_macs=0.5), 100)]
+    assert sorted(chosen) == ["a", "b"]

@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     budget.add_argument("--num-units", type=int, help="number of units to remove")
     parser.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
     parser.add_argument("--kinds", help="comma-separated unit kinds that may be removed (default: all)")
+    parser.add_argument("--ranking", default="score", choices=["score", "score-per-cost"],
+                        help="remove lowest scores first (default), or lowest score per MAC/param saved first")
     parser.add_argument("--variants-per-batch", type=int, default=8, help="candidates scored together in one batch")
     parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
     add_calibration_arguments(parser)
@@ -73,7 +75,7 @@ def run(args) -> int:
         pipeline, method=args.method, keep_macs=args.keep_macs, keep_params=args.keep_params,
         num_units=args.num_units, rounds=args.rounds, calibration=calibration_from_args(args, pipeline),
         work_dir=Path(out) / WORK_FOLDER, variants_per_batch=args.variants_per_batch,
-        kinds=args.kinds.split(",") if args.kinds else None, source=args.model,
+        kinds=args.kinds.split(",") if args.kinds else None, ranking=args.ranking, source=args.model,
     )
     result.save(out)
     from ..distributed import is_main_process
