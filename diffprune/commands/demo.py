@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..errors import DiffpruneError
+
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps, evaluation samples)
     "digits-t2i": (16, 10, 40),
@@ -30,7 +32,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..adapters import CalibrationSettings
     from ..prompts import default_prompts
-    from ..errors import DiffpruneError
     from ..evaluation import compare_and_report
     from ..loading import load_pipeline
     from ..outputs import check_new_output
@@ -42,6 +43,7 @@ def run(args) -> int:
     unknown = [name for name in names if name not in DEMO_MODELS]
     if unknown:
         raise DiffpruneError(f"the demo knows {', '.join(DEMO_MODELS)}; not {', '.join(unknown)}")
+    check_budgets(names, args.keep_macs)
     sections = []
     started = time.perf_counter()
     for name in names:
@@ -68,6 +70,22 @@ def run(args) -> int:
     index = write_index(out, sections, args)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; open {index}")
     return 0
+
+
+def check_budgets(names: list[str], keep_macs: float) -> None:
+    """Fail before any work if a model cannot reach the budget (the error says what it can reach)."""
+    from ..costs import count_macs, pipeline_cost_inputs
+    from ..loading import load_pipeline
+    from ..selection import Budget, check_reachable
+    from ..units import find_units
+
+    for name in names:
+        pipeline = load_pipeline(name)
+        inputs = pipeline_cost_inputs(pipeline)
+        try:
+            check_reachable(find_units(pipeline.unet, inputs), Budget(keep_macs=keep_macs), count_macs(pipeline.unet, inputs))
+        except DiffpruneError as error:
+            raise DiffpruneError(f"{name}: {error}") from None
 
 
 def write_index(out: Path, sections: list[dict], args) -> Path:
