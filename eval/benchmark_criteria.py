@@ -124,20 +124,25 @@ def main():
     parser.add_argument("--inference-steps", type=int, default=10)
     parser.add_argument("--eval-samples", type=int, default=64)
     parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (run models in parallel with 1)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     args.budgets = [float(b) for b in args.budgets.split(",")]
     args.criteria = args.criteria.split(",")
-    started = time.perf_counter()
-    sections = []
+    command = " ".join(["python"] + sys.argv)
     with tempfile.TemporaryDirectory() as work:
         for model in args.models.split(","):
+            started = time.perf_counter()
             rows, original_clip = run_model(model, args, Path(work))
             plot = RESULTS.parent / f"pareto_{model}.png"
             if not args.no_write:
                 pareto_plot(model, rows, plot)
             has_clip = any(row["clip"] for row in rows)
-            lines = [f"### {model}", ""]
+            lines = ["", ""]
             if original_clip is not None:
                 lines.append(f"Original's CLIP score on the same prompts and seeds: {original_clip:.2f}.\n")
             lines.append("| criterion | keep_macs | MACs kept (measured) | units removed | FID vs original | "
@@ -148,16 +153,14 @@ def main():
                              f"{mean_std(row['fid'])} | " + (f"{mean_std(row['clip'])} | " if has_clip else "")
                              + f"{row['prune_seconds']:.0f} s |")
             lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
-            sections.append("\n".join(lines))
-    command = " ".join(["python"] + sys.argv)
-    text = (f"## Criteria side by side (no fine-tuning)\n\nCommand: `{command}` · hardware: {hardware()} · "
-            f"total {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space against the "
-            f"original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std over "
-            f"{args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
-            f"{args.calibration_samples} samples x {args.inference_steps} DDIM steps.\n\n" + "\n".join(sections))
-    print(text)
-    if not args.no_write:
-        write_section("criteria", text)
+            text = (f"## Criteria side by side on {model} (no fine-tuning)\n\nCommand: `{command}` · hardware: "
+                    f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
+                    f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
+                    f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
+                    f"{args.calibration_samples} samples x {args.inference_steps} DDIM steps.\n\n" + "\n".join(lines[2:]))
+            print(text)
+            if not args.no_write:
+                write_section(f"criteria-{model}", text)
 
 
 if __name__ == "__main__":
