@@ -1,6 +1,8 @@
 """diffprune: find the UNet structures that matter least, cut them for real, and prove the trade-off.
 
-Attributes are imported lazily so `diffprune --help` stays fast. `ModelMixin` is re-exported on purpose:
+Attributes are imported lazily so `diffprune --help` stays fast. No submodule shares a name with an
+exported function (pruning.py holds prune, distillation.py holds distill): importing a submodule binds its
+name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose:
 diffusers resolves a model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] by importing this
 module and looking its base classes up as attributes, so stock `DiffusionPipeline.from_pretrained` can
 reload pruned pipelines.
@@ -24,6 +26,12 @@ _EXPORTS = {
     "PrunedAudioLDM2UNet2DConditionModel": "pruned_models",
     "load_pipeline": "loading",
     "DiffpruneError": "errors",
+    "prune": "pruning",
+    "PruneResult": "pruning",
+    "distill": "distillation",
+    "DistillSettings": "distillation",
+    "CalibrationSettings": "adapters",
+    "export_plain": "export",
     "evaluate": "evaluation",
     "compare_and_report": "evaluation",
     "generate": "generation",

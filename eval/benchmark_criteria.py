@@ -27,7 +27,7 @@ from diffprune.criteria import available_criteria  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.evaluation import evaluate  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prune import prune  # noqa: E402
+from diffprune.pruning import prune  # noqa: E402
 
 FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "tones-audio": "tones-features"}
 

@@ -20,9 +20,9 @@ from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.distill import DistillSettings, distill  # noqa: E402
+from diffprune.distillation import DistillSettings, distill  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prune import prune  # noqa: E402
+from diffprune.pruning import prune  # noqa: E402
 
 
 def measure(pipeline, original, model, args):

@@ -20,7 +20,7 @@ from results_file import hardware, write_section  # noqa: E402
 from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
 from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.prune import prune  # noqa: E402
+from diffprune.pruning import prune  # noqa: E402
 from diffprune.selection import RANKINGS  # noqa: E402
 
 

@@ -38,7 +38,7 @@ from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.costs import count_macs, count_parameters, measure_latency  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prune import prune  # noqa: E402
+from diffprune.pruning import prune  # noqa: E402
 from diffprune.unet_inputs import example_inputs  # noqa: E402
 
 MODEL = "digits-ddpm"

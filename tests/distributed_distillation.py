@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import diffprune  # noqa: E402
 from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.distill import DistillSettings, distill  # noqa: E402
+from diffprune.distillation import DistillSettings, distill  # noqa: E402
 from diffprune.distributed import process_state  # noqa: E402
 from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 

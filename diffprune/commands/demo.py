@@ -35,7 +35,7 @@ def run(args) -> int:
     from ..evaluation import compare_and_report
     from ..loading import load_pipeline
     from ..outputs import check_new_output
-    from ..prune import prune
+    from ..pruning import prune
     from .prune import print_summary
 
     out = check_new_output(args.out)

@@ -37,10 +37,10 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 
 
 def run(args) -> int:
-    from ..distill import DistillSettings, distill
+    from ..distillation import DistillSettings, distill
     from ..loading import load_pipeline
     from ..outputs import check_new_output
-    from ..prune import WORK_FOLDER
+    from ..pruning import WORK_FOLDER
     from .prune import calibration_from_args, pick_device
 
     task, output, feature = parse_weights(args.loss_weights)
@@ -67,7 +67,7 @@ def save_distilled(pipeline, history, settings, args, out: Path) -> None:
     from dataclasses import asdict
 
     from ..outputs import staged_output, write_json_atomically
-    from ..prune import WORK_FOLDER
+    from ..pruning import WORK_FOLDER
 
     with staged_output(out) as staging:
         pipeline.save_pretrained(staging, safe_serialization=True)

@@ -67,7 +67,7 @@ def pick_device(requested: str | None) -> str:
 def run(args) -> int:
     from ..loading import load_pipeline
     from ..outputs import check_new_output
-    from ..prune import WORK_FOLDER, prune
+    from ..pruning import WORK_FOLDER, prune
 
     out = check_new_output(args.out, allowed=(WORK_FOLDER,))
     pipeline = load_pipeline(args.model, device=pick_device(args.device))

@@ -6,11 +6,11 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
-import diffprune.prune as prune_module
+import diffprune.pruning as prune_module
 from diffprune.adapters import CalibrationSettings
 from diffprune.costs import count_macs
 from diffprune.errors import DiffpruneError
-from diffprune.prune import prune
+from diffprune.pruning import prune
 from diffprune.score_store import ScoreStore
 from test_latent_impact import make_zero_effect
 from tiny_models import tiny_ddpm_pipeline

@@ -7,7 +7,7 @@ import torch
 
 import diffprune
 from diffprune.adapters import CalibrationSettings, adapter_for
-from diffprune.distill import DistillSettings, distill, matched_block_names
+from diffprune.distillation import DistillSettings, distill, matched_block_names
 from diffprune.errors import DiffpruneError
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
@@ -45,7 +45,7 @@ def test_resume_from_a_checkpoint_continues_to_the_same_state(tmp_path, monkeypa
     student, teacher = _student_and_teacher()
     uninterrupted, _ = distill(student, teacher, settings, CalibrationSettings(**CALIBRATION), show_progress=False)
 
-    import diffprune.distill as module
+    import diffprune.distillation as module
 
     real_save = module.save_checkpoint
 
