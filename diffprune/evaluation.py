@@ -311,13 +311,7 @@ def evaluate(
     run = run_evaluation(load_models(models), reference_label, config)
     report = {
         "model": label,
-        "reference": reference_label,
-        "family": run.family,
-        "metrics": list(run.metrics),
-        "scored_with": run.scorers,
-        "seeds": run.seeds,
-        "prompts": run.prompts,
-        "settings": config.as_dict(),
+        **report_header(run, config),
         "results": run.rows[label],
         "reference_results": run.rows.get(reference_label) if reference_label else None,
     }
@@ -329,6 +323,19 @@ def evaluate(
         check_writable_parent(Path(out))
         write_json_atomically(out, report)
     return report
+
+
+def report_header(run: EvaluationRun, config: EvaluationSettings) -> dict:
+    """What every report states about how its numbers were made."""
+    return {
+        "reference": run.reference,
+        "family": run.family,
+        "metrics": list(run.metrics),
+        "scored_with": run.scorers,
+        "seeds": run.seeds,
+        "prompts": run.prompts,
+        "settings": config.as_dict(),
+    }
 
 
 def summary_row(label: str, row: dict) -> dict:
@@ -393,17 +400,7 @@ def compare_and_report(
     run = run_evaluation(load_models(models), reference_label, config, keep_samples=True)
     rows = [summary_row(label, row) for label, row in run.rows.items()]
     columns = [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]
-    report = {
-        "reference": reference_label,
-        "family": run.family,
-        "metrics": list(run.metrics),
-        "scored_with": run.scorers,
-        "seeds": run.seeds,
-        "prompts": run.prompts,
-        "settings": config.as_dict(),
-        "models": run.rows,
-        "summary": rows,
-    }
+    report = {**report_header(run, config), "models": run.rows, "summary": rows}
     from .distributed import is_main_process
 
     if is_main_process():  # under accelerate, one process writes

@@ -21,6 +21,7 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from card import count_params, folder_size_mb, write_card
 from digits_data import digits_split, to_signed
 from grids import save_grid
+from training import optimizer_step  # noqa: E402
 
 
 def build_unet() -> UNet2DModel:
@@ -73,17 +74,7 @@ def main() -> None:
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(xt, t).sample, noise)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        # EMA weights are what we ship: a short run's raw weights give noticeably blotchier samples.
-        decay = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
+        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0

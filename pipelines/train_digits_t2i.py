@@ -40,6 +40,7 @@ from card import count_params, folder_size_mb, write_card  # noqa: E402
 from digit_prompts import WORDS, all_prompts, digit_of_prompt  # noqa: E402
 from digits_data import digits_split, to_signed  # noqa: E402
 from grids import save_grid  # noqa: E402
+from training import optimizer_step  # noqa: E402
 
 IMAGE_SIZE = 16
 BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -177,16 +178,7 @@ def main() -> None:
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         zt = noise_sched.add_noise(z0, noise, t)
         loss = F.mse_loss(unet(zt, t, encoder_hidden_states=cond).sample, noise)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
+        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"unet step {step} loss {loss.item():.4f} {time.time() - t1:.0f}s", flush=True)
     unet_s = time.time() - t1

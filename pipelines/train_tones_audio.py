@@ -28,6 +28,7 @@ from diffprune.feature_networks import FeatureClassifier  # noqa: E402
 from card import count_params, folder_size_mb, write_card  # noqa: E402
 from grids import save_grid  # noqa: E402
 from tones_data import HOP, N_FFT, RES, SAMPLE_RATE, make_mel, tones_dataset  # noqa: E402
+from training import optimizer_step  # noqa: E402
 
 
 def build_unet() -> UNet2DModel:
@@ -71,16 +72,7 @@ def main() -> None:
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         loss = F.mse_loss(unet(train_sched.add_noise(x0, noise, t), t).sample, noise)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
+        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0
