@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--eval-samples", type=int, default=64)
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (run models in parallel with 1)")
+    parser.add_argument("--section", default="", help="suffix of the results section (to keep a focused run apart)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
     args = parser.parse_args()
     if args.threads:
@@ -139,7 +140,7 @@ def main():
             started = time.perf_counter()
             rows, original_clip = run_model(model, args, Path(work))
             plot = RESULTS.parent / f"pareto_{model}.png"
-            if not args.no_write:
+            if not args.no_write and len(args.budgets) > 1:
                 pareto_plot(model, rows, plot)
             has_clip = any(row["clip"] for row in rows)
             lines = ["", ""]
@@ -152,7 +153,8 @@ def main():
                 lines.append(f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
                              f"{mean_std(row['fid'])} | " + (f"{mean_std(row['clip'])} | " if has_clip else "")
                              + f"{row['prune_seconds']:.0f} s |")
-            lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
+            if len(args.budgets) > 1:
+                lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
             text = (f"## Criteria side by side on {model} (no fine-tuning)\n\nCommand: `{command}` · hardware: "
                     f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
                     f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
@@ -160,7 +162,7 @@ def main():
                     f"{args.calibration_samples} samples x {args.inference_steps} DDIM steps.\n\n" + "\n".join(lines[2:]))
             print(text)
             if not args.no_write:
-                write_section(f"criteria-{model}", text)
+                write_section(f"criteria-{model}" + (f"-{args.section}" if args.section else ""), text)
 
 
 if __name__ == "__main__":
