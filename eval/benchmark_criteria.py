@@ -23,7 +23,7 @@ from results_file import RESULTS, hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.criteria import available_criteria  # noqa: E402
+from diffprune.criteria import available_criteria, get_criterion  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.evaluation import evaluate  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
@@ -44,6 +44,13 @@ def quality(pipeline, original, model, args, seed):
     return results["fid"]["vs_reference"], results.get("clip_score"), reference.get("clip_score")
 
 
+def work_name(criterion: str, keep: float, repeat: int, options) -> str:
+    """Scores are reused across budgets unless the criterion aims at the budget (gradient flow) or the options
+    differ (random's seed); the score store refuses mixed settings, so those get folders of their own."""
+    name = f"{criterion}-{repeat}" if options else criterion
+    return f"{name}-keep{keep}" if get_criterion(criterion).uses_budget else name
+
+
 def run_model(model, args, work_root):
     original = load_pipeline(model)
     calibration = dict(num_samples=args.calibration_samples, num_inference_steps=args.inference_steps,
@@ -61,7 +68,7 @@ def run_model(model, args, work_root):
                     try:
                         result = prune(
                             original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
-                            work_dir=work_root / model / (f"{criterion}-{repeat}" if options else criterion),
+                            work_dir=work_root / model / work_name(criterion, keep, repeat, options),
                             criterion_options=options, show_progress=False,
                         )
                     except DiffpruneError as error:
