@@ -194,5 +194,7 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     if ema is not None:
         ema.copy_to(final.parameters())
     final = final.to(next(student_pipeline.unet.parameters()).device)
-    pipeline = type(student_pipeline)(**{**student_pipeline.components, "unet": final})
+    from .loading import with_unet
+
+    pipeline = with_unet(student_pipeline, final)
     return pipeline, history

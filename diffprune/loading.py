@@ -58,3 +58,18 @@ def check_has_unet(pipeline) -> None:
         raise DiffpruneError(
             f"{type(pipeline).__name__} has no UNet, so there is nothing to prune; supported: {SUPPORTED_FAMILIES}"
         )
+
+
+def with_unet(pipeline, unet):
+    """A new pipeline of the same class sharing every component but the UNet (the input is left untouched).
+
+    Init flags that live in the pipeline's config (requires_safety_checker) are passed on, so rebuilding a
+    Stable Diffusion pipeline without a safety checker neither warns nor changes what is saved.
+    """
+    import inspect
+
+    accepted = inspect.signature(type(pipeline).__init__).parameters
+    flags = {k: v for k, v in dict(pipeline.config).items() if k in accepted and k not in pipeline.components}
+    rebuilt = type(pipeline)(**{**pipeline.components, **flags, "unet": unet})
+    rebuilt.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
+    return rebuilt

@@ -17,6 +17,7 @@ from .adapters import CalibrationSettings, adapter_for
 from .costs import count_macs, count_parameters, pipeline_cost_inputs
 from .criteria import ScoringContext, get_criterion
 from .errors import DiffpruneError
+from .loading import with_unet
 from .score_store import ScoreStore
 from .selection import Budget, candidates_after, check_reachable, select_units
 from .surgery import remove_units
@@ -133,7 +134,7 @@ def prune(
         source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
     )
     totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
-    pruned_pipeline = type(pipeline)(**{**pipeline.components, "unet": pruned_unet})
+    pruned_pipeline = with_unet(pipeline, pruned_unet)
 
     removed_names = {u.name for u in removed}
     report = {

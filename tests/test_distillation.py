@@ -9,13 +9,14 @@ import diffprune
 from diffprune.adapters import CalibrationSettings, adapter_for
 from diffprune.distillation import DistillSettings, distill, matched_block_names
 from diffprune.errors import DiffpruneError
+from diffprune.loading import with_unet
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 def _student_and_teacher():
     teacher = tiny_ddpm_pipeline()
     cut = diffprune.remove_units(teacher.unet, ["mid_block", "down_blocks.0.resnets.1", "up_blocks.0.attentions.0"])
-    return type(teacher)(**{**teacher.components, "unet": cut}), teacher
+    return with_unet(teacher, cut), teacher
 
 
 def _held_out_gap(student, teacher) -> float:
@@ -74,7 +75,7 @@ def test_blocks_pair_by_name_even_when_inner_units_are_cut():
 
 def test_text_to_image_distillation_runs_with_prompt_conditioning():
     teacher = tiny_sd_pipeline()
-    student = type(teacher)(**{**teacher.components, "unet": diffprune.remove_units(teacher.unet, ["down_blocks.0.attentions.1"])})
+    student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["down_blocks.0.attentions.1"]))
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=["a 1", "a 2"])
     _, history = distill(student, teacher, DistillSettings(steps=2, batch_size=2), calibration, show_progress=False)
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)

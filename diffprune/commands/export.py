@@ -14,14 +14,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..errors import DiffpruneError
     from ..export import export_plain
-    from ..loading import load_pipeline
+    from ..loading import load_pipeline, with_unet
     from ..outputs import check_new_output, staged_output
 
     out = check_new_output(args.out)
     pipeline = load_pipeline(args.model)
     if not (pipeline.unet.config.get("removed_units") or {}):
         raise DiffpruneError(f"{args.model} has no removed units; it is a plain diffusers pipeline already")
-    plain = type(pipeline)(**{**pipeline.components, "unet": export_plain(pipeline.unet)})
+    plain = with_unet(pipeline, export_plain(pipeline.unet))
     with staged_output(out) as staging:
         plain.save_pretrained(staging, safe_serialization=True)
     print(f"saved a stock diffusers pipeline to {out}")
