@@ -118,7 +118,10 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
         )
     teacher_adapter = adapter_for(teacher_pipeline, calibration)
     teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(accelerator.device)
-    clean_latents = teacher_adapter.final_latents(1, "teacher samples")[:, 0]  # data-free training set
+    user_latents = teacher_adapter.user_latents()
+    clean_latents = (  # the user's images, or data-free: the teacher's own generations
+        user_latents.float().cpu() if user_latents is not None else teacher_adapter.final_latents(1, "teacher samples")[:, 0]
+    )
 
     student = copy.deepcopy(student_pipeline.unet).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ class CalibrationSettings:
     guidance_scale: float | None = None  # None: the family's default
     max_batch: int = 64  # samples x variants per UNet call, to bound memory
     show_progress: bool = True
-    extra: dict = field(default_factory=dict)
+    images: str | None = None  # training images (+ captions) for loss-based criteria and distillation
 
     def __post_init__(self):
         if self.num_samples < 2:
@@ -39,6 +39,7 @@ class CalibrationSettings:
             "seed": self.seed,
             "prompts": self.prompts,
             "guidance_scale": self.guidance_scale,
+            "images": self.images,
         }
 
 
@@ -60,6 +61,14 @@ class TaskAdapter(ABC):
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    def user_latents(self) -> torch.Tensor | None:
+        """Clean latents of the user's training images (settings.images), or None for data-free training."""
+        if self.settings.images is None:
+            return None
+        from ..training_data import encode_images, image_files
+
+        return encode_images(self.pipeline, image_files(self.settings.images)[: self.settings.num_samples])
 
     def seeds(self) -> list[int]:
         return [self.settings.seed + index for index in range(self.settings.num_samples)]

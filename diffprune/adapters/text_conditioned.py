@@ -20,6 +20,10 @@ class TextConditionedAdapter(TaskAdapter):
     def __init__(self, pipeline, settings):
         super().__init__(pipeline, settings)
         prompts = settings.prompts or default_prompts(pipeline)
+        if settings.images is not None:  # training images bring their own conditioning
+            from ..training_data import image_files, read_captions
+
+            prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
         self.guidance_scale = settings.guidance_scale if settings.guidance_scale is not None else DEFAULT_GUIDANCE_SCALE
         self._embeddings: dict[int, torch.Tensor] = {}

@@ -13,6 +13,8 @@ def add_calibration_arguments(parser) -> None:
     group.add_argument("--prompts", help="text-to-image: prompt file, one per line (default: the model folder's "
                        "calibration_prompts.txt, else assets/prompts/calibration.txt)")
     group.add_argument("--guidance-scale", type=float, default=None, help="text-to-image guidance (default 7.5)")
+    group.add_argument("--images", help="folder of training images (+ captions.txt for text-to-image) for loss-based "
+                       "criteria and distillation; default: data-free (the original's own samples)")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
@@ -48,7 +50,7 @@ def calibration_from_args(args, pipeline):
     prompts = read_prompts(args.prompts) if args.prompts else default_prompts(pipeline)
     return CalibrationSettings(
         num_samples=args.num_samples, num_inference_steps=args.inference_steps, seed=args.seed, prompts=prompts,
-        guidance_scale=args.guidance_scale,
+        guidance_scale=args.guidance_scale, images=args.images,
     )
 
 

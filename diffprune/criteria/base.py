@@ -36,10 +36,17 @@ class ScoringContext:
         return self.cache["reference_latents"]
 
 
+    def training_latents(self) -> torch.Tensor:
+        """Clean data for loss-based criteria: the user's images if given, else the original's own samples."""
+        if "training_latents" not in self.cache:
+            user = self.adapter.user_latents()
+            self.cache["training_latents"] = user.float().cpu() if user is not None else self.reference_latents()
+        return self.cache["training_latents"]
+
     def loss_batches(self, num_batches: int, batch_size: int = 8, seed: int = 0):
-        """Data-free training batches: the original's own final latents as clean data, with the matching
-        calibration conditioning. Yields (clean latents, sample indices, generator for noise/timesteps)."""
-        clean = self.reference_latents()
+        """Training batches: clean latents (training_latents) with the matching conditioning.
+        Yields (clean latents, sample indices, generator for noise/timesteps)."""
+        clean = self.training_latents()
         generator = torch.Generator().manual_seed(seed)
         count = clean.shape[0]
         for batch in range(num_batches):
