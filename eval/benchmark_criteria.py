@@ -162,7 +162,8 @@ def main():
                              + f"{row['prune_seconds']:.0f} s |")
             if len(args.budgets) > 1:
                 lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
-            text = (f"## Criteria side by side on {model} (no fine-tuning)\n\nCommand: `{command}` · hardware: "
+            title = f"Criteria side by side on {model} (no fine-tuning)" + (f", {args.section}" if args.section else "")
+            text = (f"## {title}\n\nCommand: `{command}` · hardware: "
                     f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
                     f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
                     f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
