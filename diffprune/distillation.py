@@ -43,8 +43,8 @@ class DistillSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise DiffpruneError("--steps and --batch-size must be at least 1")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise DiffpruneError("--steps, --batch-size and --checkpoint-every must be at least 1")
         if min(self.task_weight, self.output_weight, self.feature_weight) < 0:
             raise DiffpruneError("loss weights must be non-negative")
         if self.mixed_precision not in ("no", "fp16", "bf16"):

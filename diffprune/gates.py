@@ -34,9 +34,6 @@ class Gates:
             for index, unit in enumerate(self.units)
         ]
 
-    def index(self, name: str) -> int:
-        return [unit.name for unit in self.units].index(name)
-
     def _gate_for(self, index: int, like: torch.Tensor) -> torch.Tensor:
         gate = self.values[index]
         if gate.ndim == 1:  # one value per variant; tile over batch halves (classifier-free guidance)

@@ -84,6 +84,8 @@ def prune(
     budget = Budget.default_if_empty(keep_macs, keep_params, num_units)
     if rounds < 1:
         raise DiffpruneError("--rounds must be at least 1")
+    if variants_per_batch < 1:
+        raise DiffpruneError("--variants-per-batch must be at least 1")
     calibration = calibration or CalibrationSettings()
     calibration.show_progress = show_progress
     criterion = get_criterion(method, **(criterion_options or {}))

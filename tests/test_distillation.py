@@ -81,6 +81,11 @@ def test_text_to_image_distillation_runs_with_prompt_conditioning():
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)
 
 
+def test_impossible_settings_are_user_errors():
+    with pytest.raises(DiffpruneError, match="checkpoint-every"):
+        DistillSettings(checkpoint_every=0)
+
+
 def test_mismatched_teacher_is_a_user_error():
     student, _ = _student_and_teacher()
     with pytest.raises(DiffpruneError, match="distill from the pipeline the student was pruned from"):

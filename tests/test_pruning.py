@@ -83,6 +83,8 @@ def test_unknown_kind_and_bad_rounds_are_user_errors():
         _prune(tiny_ddpm_pipeline(), kinds=["transformer_block"])
     with pytest.raises(DiffpruneError, match="rounds"):
         _prune(tiny_ddpm_pipeline(), rounds=0)
+    with pytest.raises(DiffpruneError, match="variants-per-batch"):
+        _prune(tiny_ddpm_pipeline(), variants_per_batch=0)
 
 
 def test_nan_latents_are_reported(monkeypatch):
