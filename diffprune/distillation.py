@@ -24,6 +24,7 @@ from .adapters import CalibrationSettings, adapter_for
 from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import DiffpruneError
 from .tensors import output_tensor
+from .training_noise import TrainingNoise
 
 MATCHED_BLOCK_LISTS = ("down_blocks", "up_blocks")
 
@@ -141,7 +142,7 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     names = matched_block_names(accelerator.unwrap_model(student), teacher)
     student_hooks = BlockOutputs(accelerator.unwrap_model(student), names)
     teacher_hooks = BlockOutputs(teacher, names)
-    scheduler = teacher_pipeline.scheduler
+    training_noise = TrainingNoise.for_pipeline(teacher_pipeline)
     student_adapter = adapter_for(student_pipeline, calibration)
     count = clean_latents.shape[0]
 
@@ -152,20 +153,15 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
         # Draw for the whole batch, then take this process's share, so 1 and N processes see the same samples.
         indices = torch.randint(0, count, (settings.batch_size,), generator=generator)
         noise = torch.randn((settings.batch_size, *clean_latents.shape[1:]), generator=generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (settings.batch_size,), generator=generator)
+        positions = training_noise.draw_timesteps(settings.batch_size, generator)
         share = slice(accelerator.process_index, None, accelerator.num_processes)
         if len(range(settings.batch_size)[share]) == 0:
             share = slice(0, 1)
         indices = indices[share].tolist()
         clean = clean_latents[indices].to(accelerator.device)
-        noise = noise[share].to(clean)
-        timesteps = timesteps[share].to(clean.device)
-        noisy = scheduler.add_noise(clean, noise, timesteps)
+        batch = training_noise.noise(clean, noise[share], positions[share])
+        noisy, timesteps, target = batch.noisy, batch.timesteps, batch.target
         conditioning = student_adapter.conditioning(indices)
-        kind = scheduler.config.get("prediction_type", "epsilon")
-        target = {"epsilon": noise, "sample": clean}.get(kind)
-        if target is None:
-            target = scheduler.get_velocity(clean, noise, timesteps)
         teacher_prediction = None
         if settings.uses_teacher:
             with torch.no_grad():

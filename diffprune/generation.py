@@ -10,6 +10,7 @@ rendered from the audio so grids and FID work the same way for audio).
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,55 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
     audios = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in output.audios]
     sample_rate = int(pipeline.vocoder.config.sampling_rate)
     return [mel_image(audio, sample_rate) for audio in audios], audios, sample_rate
+
+
+class _FinalLatentsReached(Exception):
+    """Raised from inside a pipeline call once its last scheduler step has produced the final latents."""
+
+    def __init__(self, latents: torch.Tensor):
+        super().__init__("final latents reached")
+        self.latents = latents
+
+
+@contextmanager
+def _stop_at_final_latents(pipeline):
+    """Install a fresh copy of the pipeline's own scheduler (same class and config: no state leaks between
+    calls) whose last `step` raises _FinalLatentsReached with its prev_sample, so nothing is decoded."""
+    from .tensors import output_tensor
+
+    original = pipeline.scheduler
+    scheduler = type(original).from_config(original.config)
+    step, calls = scheduler.step, [0]
+
+    def recording_step(*args, **kwargs):
+        output = step(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == len(scheduler.timesteps):
+            raise _FinalLatentsReached(output_tensor(output))
+        return output
+
+    scheduler.step = recording_step
+    pipeline.scheduler = scheduler
+    try:
+        yield
+    finally:
+        pipeline.scheduler = original
+
+
+def final_latents(pipeline, prompts, generators, num_inference_steps: int, guidance_scale: float | None = None):
+    """What the last denoising step of the pipeline's own `__call__` returns (latents before VAE/VQ/mel
+    decoding; samples of pixel models before clamping), one per generator.
+
+    The pipeline samples exactly as for its users (its scheduler, prediction type, clipping, timestep
+    spacing, guidance, initial noise); the call stops after the last scheduler step, so nothing is decoded.
+    """
+    family = pipeline_family(pipeline)
+    with _stop_at_final_latents(pipeline):
+        try:
+            _call_pipeline(pipeline, family, prompts, generators, num_inference_steps, guidance_scale)
+        except _FinalLatentsReached as reached:
+            return reached.latents
+    raise DiffpruneError(f"{type(pipeline).__name__} finished without calling its scheduler's step; cannot calibrate on it")
 
 
 def mel_image(audio: np.ndarray, sample_rate: int, resolution: int = TEXT_TO_AUDIO_MEL_RESOLUTION):

@@ -60,8 +60,11 @@ def test_two_process_distillation_matches_one_process(tmp_path):
     launch_two_processes("distributed_distillation.py", str(output))
     shared = load_file(output)
     single = distilled_weights()
-    # Adam divides by the running gradient size, so the rounding differences of an all-reduce grow in weights
-    # whose gradient is near 0 (a key bias, which attention ignores); measured at most 7e-5. Training on other
-    # samples than a single process would (the bug this guards against) moves weights by about lr x steps = 3e-3.
+    # Adam divides by the running gradient size, so the rounding differences of an all-reduce grow in elements
+    # whose gradient is near 0 (key biases, which attention ignores; measured: at most 4.5e-4 in one element,
+    # 1e-7 on average over all weights). Training on other samples than a single process would (the bug this
+    # guards against) move every weight by about lr x steps = 3e-3, so the average is what tells them apart.
+    total = sum(float((shared[name] - value).abs().sum()) for name, value in single.items())
+    assert total / sum(value.numel() for value in single.values()) < 1e-5
     for name, value in single.items():
-        torch.testing.assert_close(shared[name], value, rtol=0, atol=1e-4, msg=name)
+        assert float((shared[name] - value).abs().max()) < 2e-3, name

@@ -5,12 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import DiffpruneError
+from ..training_noise import TrainingNoise
 
 
 @dataclass
@@ -21,7 +23,7 @@ class CalibrationSettings:
     num_inference_steps: int = 20
     seed: int = 0
     prompts: list[str] | None = None  # text-to-image: one prompt per sample, cycled
-    guidance_scale: float | None = None  # None: the family's default
+    guidance_scale: float | None = None  # None: the pipeline's own default
     max_batch: int = 64  # samples x variants per UNet call, to bound memory
     show_progress: bool = True
     images: str | None = None  # training images (+ captions) for loss-based criteria and distillation
@@ -30,7 +32,7 @@ class CalibrationSettings:
         if self.num_samples < 2:
             raise DiffpruneError("calibration needs at least 2 samples (std over samples); raise --num-samples")
         if self.num_inference_steps < 1:
-            raise DiffpruneError("--steps must be at least 1")
+            raise DiffpruneError("num_inference_steps (--inference-steps) must be at least 1")
 
     def as_dict(self) -> dict:
         return {
@@ -46,8 +48,10 @@ class CalibrationSettings:
 class TaskAdapter(ABC):
     """Generates final latents (before VAE/VQ decoding; final samples for pixel models) and denoising losses.
 
-    Calibration always samples with DDIM (eta = 0) built from the pipeline's own scheduler config: a
-    deterministic sampler is what makes "how far did the final latents move" a property of the model.
+    Calibration samples through the pipeline's own call (generation.final_latents): its scheduler, clipping,
+    guidance and initial noise, exactly what users draw. Each sample has its own seeded generator, so every
+    variant of sample j starts from the same noise (and, for stochastic samplers, sees the same step noise):
+    "how far did the final latents move" is then a property of the model, not of the random draw.
     """
 
     def __init__(self, pipeline, settings: CalibrationSettings):
@@ -61,6 +65,11 @@ class TaskAdapter(ABC):
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    @cached_property
+    def training_noise(self) -> TrainingNoise:
+        """How the model was trained to denoise (built on first use: LD-Pruner never needs it)."""
+        return TrainingNoise.for_pipeline(self.pipeline)
 
     def user_latents(self) -> torch.Tensor | None:
         """Clean latents of the user's training images (settings.images), or None for data-free training."""
@@ -88,7 +97,7 @@ class TaskAdapter(ABC):
         outputs = []
         chunks = self.chunks(variants)
         progress = tqdm(chunks, desc=description, disable=not (description and self.settings.show_progress), leave=False)
-        with torch.no_grad(), self.deterministic_scheduler(), self.quiet_pipeline():
+        with torch.no_grad(), self.quiet_pipeline():
             for start, stop in progress:
                 latents = self._generate(range(start, stop), variants)
                 outputs.append(latents.reshape(stop - start, variants, *latents.shape[1:]).float().cpu())
@@ -107,20 +116,22 @@ class TaskAdapter(ABC):
         finally:
             self.pipeline._progress_bar_config = saved
 
-    @contextmanager
-    def deterministic_scheduler(self):
-        from diffusers import DDIMScheduler
+    def prompts_for(self, sample_indices) -> list[str] | None:
+        """One prompt per calibration sample (text families), None for unconditional ones."""
+        return None
 
-        original = self.pipeline.scheduler
-        self.pipeline.scheduler = DDIMScheduler.from_config(original.config)
-        try:
-            yield self.pipeline.scheduler
-        finally:
-            self.pipeline.scheduler = original
-
-    @abstractmethod
     def _generate(self, sample_indices: range, variants: int) -> torch.Tensor:
         """Final latents [len(sample_indices) * variants, ...], sample-major."""
+        from ..generation import final_latents
+
+        seeds = self.seeds()
+        generators = [torch.Generator().manual_seed(seeds[i]) for i in sample_indices for _ in range(variants)]
+        prompts = self.prompts_for(sample_indices)
+        if prompts is not None:
+            prompts = [prompt for prompt in prompts for _ in range(variants)]
+        return final_latents(
+            self.pipeline, prompts, generators, self.settings.num_inference_steps, self.settings.guidance_scale
+        )
 
     @abstractmethod
     def conditioning(self, sample_indices) -> dict:
@@ -129,16 +140,9 @@ class TaskAdapter(ABC):
     def denoising_loss(self, unet, clean: torch.Tensor, sample_indices, generator: torch.Generator,
                        reduction: str = "mean") -> torch.Tensor:
         """The diffusion training loss of `unet` on clean latents: noise them at random timesteps and compare
-        the prediction with its target (noise, v or sample, as the scheduler was trained)."""
-        scheduler = self.pipeline.scheduler
-        batch = clean.shape[0]
-        noise = torch.randn(clean.shape, generator=generator).to(clean)
-        steps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator).to(clean.device)
-        noisy = scheduler.add_noise(clean, noise, steps)
-        prediction = unet(noisy, steps, **self.conditioning(sample_indices)).sample
-        kind = scheduler.config.get("prediction_type", "epsilon")
-        target = {"epsilon": noise, "sample": clean}.get(kind)
-        if target is None:
-            target = scheduler.get_velocity(clean, noise, steps)
+        the prediction with its target, the way the model was trained (training_noise.py)."""
+        batch = self.training_noise.draw(clean, generator)
+        prediction = unet(batch.noisy, batch.timesteps, **self.conditioning(sample_indices)).sample
+        target = batch.target
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
         return loss.mean() if reduction == "mean" else loss

@@ -1,8 +1,7 @@
 """Text-conditioned pipelines (Stable Diffusion 1.x/2.x, SDXL, and text-to-audio such as AudioLDM).
 
-Generation goes through the pipeline's own __call__ with output_type="latent", so each family's prompt
-encoding and classifier-free guidance are exactly the user's. Per-sample generators make the starting
-noise of sample j identical for every variant; the gates tile over the guidance halves.
+Generation goes through the pipeline's own __call__ (see TaskAdapter), so each family's prompt encoding and
+classifier-free guidance are exactly the user's; the gates tile over the guidance halves.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import torch
 from ..errors import DiffpruneError
 from ..prompts import default_prompts
 from .base import TaskAdapter
-
-DEFAULT_GUIDANCE_SCALE = 7.5
 
 
 class TextConditionedAdapter(TaskAdapter):
@@ -25,22 +22,10 @@ class TextConditionedAdapter(TaskAdapter):
 
             prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
-        self.guidance_scale = settings.guidance_scale if settings.guidance_scale is not None else DEFAULT_GUIDANCE_SCALE
         self._embeddings: dict[int, torch.Tensor] = {}
 
-    def _generate(self, sample_indices, variants: int) -> torch.Tensor:
-        seeds = self.seeds()
-        prompts = [self.prompts[i] for i in sample_indices for _ in range(variants)]
-        generators = [torch.Generator().manual_seed(seeds[i]) for i in sample_indices for _ in range(variants)]
-        result = self.pipeline(
-            prompt=prompts,
-            num_inference_steps=self.settings.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            generator=generators,
-            output_type="latent",
-        )
-        latents = result.images if hasattr(result, "images") else result.audios
-        return torch.as_tensor(latents)
+    def prompts_for(self, sample_indices) -> list[str]:
+        return [self.prompts[i] for i in sample_indices]
 
     def conditioning(self, sample_indices) -> dict:
         """Prompt embeddings without guidance (the training-time conditioning), cached per sample."""

@@ -21,12 +21,10 @@ class OutputLoss(Criterion):
         return {"num_batches": self.num_batches, "batch_size": self.batch_size}
 
     def _noisy_inputs(self, context, round_index):
-        scheduler = context.adapter.pipeline.scheduler
         inputs = []
         for clean, indices, generator in context.loss_batches(self.num_batches, self.batch_size, seed=round_index):
-            noise = torch.randn(clean.shape, generator=generator).to(clean)
-            steps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
-            inputs.append((scheduler.add_noise(clean, noise, steps.to(clean.device)), steps.to(clean.device), indices))
+            batch = context.adapter.training_noise.draw(clean, generator)
+            inputs.append((batch.noisy, batch.timesteps, indices))
         return inputs
 
     def score_pending(self, context, pending, removed, round_index) -> None:
