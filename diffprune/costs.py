@@ -3,6 +3,8 @@
 MACs come from torch.utils.flop_counter (FLOPs / 2), per module. PyTorch registers no formula for the CPU
 flash-attention kernel that scaled_dot_product_attention dispatches to, so we add one (the same formula
 PyTorch uses for the CUDA kernels); otherwise attention would be free on CPU and missing from the budget.
+Inputs given by a caller are put on the model's device and dtype first (devices.place), so costs of a CUDA or
+bf16 model can be counted with the same inputs as those of a CPU fp32 one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.benchmark import Timer
 
+from .devices import place
 from .unet_inputs import example_inputs
+
 
 def _custom_flop_formulas() -> dict:
     formulas = {}
@@ -23,12 +27,14 @@ def _custom_flop_formulas() -> dict:
         formulas[cpu_flash] = lambda q, k, v, *a, out_shape=None, **kw: flop_counter.sdpa_flop_count(q, k, v)
     return formulas
 
+
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
+
 def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
     """MACs of one forward per module path ('' is the whole model)."""
-    inputs = inputs or example_inputs(unet)
+    inputs = place(inputs, unet) if inputs else example_inputs(unet)
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_custom_flop_formulas())
     with torch.no_grad(), counter:
         unet(**inputs)
@@ -41,28 +47,42 @@ def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[st
         result[name] = sum(counts.values()) // 2
     return result
 
+
 def count_macs(unet: torch.nn.Module, inputs: dict | None = None) -> int:
     """MACs of one UNet forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
     return macs_by_module(unet, inputs).get("", 0)
 
+
 def pipeline_cost_inputs(pipeline) -> dict:
     """One UNet forward as the pipeline makes it (its tokenizer's length for text models), batch 1."""
-    from .unet_inputs import move_inputs
+    return example_inputs(pipeline.unet, 1, text_length=text_length(pipeline))
 
+
+def text_length(pipeline) -> int | None:
+    """The encoder sequence length the pipeline feeds its UNet (its tokenizer's), or None when it has none."""
     tokenizer = getattr(pipeline, "tokenizer", None)
     length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
-    length = length if isinstance(length, int) and length < 10_000 else None
-    inputs = example_inputs(pipeline.unet, 1, text_length=length)
-    parameter = next(pipeline.unet.parameters())
-    return move_inputs(inputs, parameter.device, parameter.dtype)
+    return length if isinstance(length, int) and 0 < length < 10_000 else None
 
 
-def measure_latency(function, warmup: int = 2, runs: int = 10, device: str | torch.device = "cpu") -> dict:
-    """Median and spread of `function()` wall time over `runs` calls after `warmup` calls.
+# On a GPU one forward takes milliseconds and the launch queue, clocks and allocator vary run to run, so the
+# median needs many runs; on a CPU one SD-sized forward takes seconds and a few runs suffice.
+DEFAULT_RUNS = {"cuda": 20, "cpu": 5}
+DEFAULT_WARMUP = {"cuda": 5, "cpu": 2}
 
-    torch.utils.benchmark's Timer synchronises CUDA around each measurement, so GPU numbers are real.
+
+def measure_latency(function, warmup: int | None = None, runs: int | None = None,
+                    device: str | torch.device = "cpu") -> dict:
+    """Median and interquartile range of `function()` wall time over `runs` calls after `warmup` calls
+    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU).
+
+    torch.utils.benchmark's Timer synchronises the GPU before reading the clock, and we synchronise after the
+    warm-up too, so each time covers the GPU work of that call and nothing queued before it.
     """
     device = torch.device(device)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
+    runs = DEFAULT_RUNS[kind] if runs is None else runs
     for _ in range(warmup):
         function()
     if device.type == "cuda":

@@ -6,8 +6,14 @@ loss = w_task * ||eps_student - target||^2                      (the denoising l
 Blocks are paired by name (down_blocks.i, mid_block, up_blocks.i exist in both, whatever was cut inside).
 With w_output = w_feature = 0 this is plain fine-tuning without the teacher (the benchmark's control).
 Data-free by default: clean latents are the teacher's own generations from the calibration set.
-accelerate handles devices, data parallelism (each process takes its share of every batch) and mixed
-precision; AdamW; EMA via diffusers' EMAModel; checkpoints without pickle for resume.
+accelerate handles data parallelism (each process takes its share of every batch) and mixed precision;
+AdamW; EMA via diffusers' EMAModel; checkpoints without pickle for resume.
+
+Devices and precision: training runs where the student pipeline lives (under a multi-GPU launch, on each
+process's own GPU). The student trains as an fp32 copy (fp32 master weights: AdamW updates of 1e-4 x a
+weight vanish in bf16's 8-bit mantissa), under autocast in the pipeline's precision when that is bf16 or
+fp16, and comes back in the pipeline's dtype (or `dtype`). The teacher runs in its own dtype, and every
+batch is put on the device and dtype of the model it feeds (devices.place).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class DistillSettings:
     output_weight: float = 1.0
     feature_weight: float = 1.0
     ema_decay: float | None = 0.999
-    mixed_precision: str = "no"  # "no", "fp16", "bf16" (accelerate)
+    mixed_precision: str | None = None  # "no", "fp16", "bf16" (accelerate autocast); None: the result's dtype
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -48,7 +54,7 @@ class DistillSettings:
             raise DiffpruneError("--steps, --batch-size and --checkpoint-every must be at least 1")
         if min(self.task_weight, self.output_weight, self.feature_weight) < 0:
             raise DiffpruneError("loss weights must be non-negative")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
+        if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise DiffpruneError("--mixed-precision must be no, fp16 or bf16")
 
     @property
@@ -98,49 +104,67 @@ def distillation_loss(student_prediction, target, teacher_prediction, student_fe
     return total, {key: float(value.detach()) for key, value in parts.items()}
 
 
+def mixed_precision_for(settings: DistillSettings, dtype: torch.dtype, device: torch.device) -> str:
+    """The autocast precision: the settings' choice, else the precision the result is returned in."""
+    chosen = settings.mixed_precision or {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+    if chosen == "fp16" and device.type == "cpu":
+        raise DiffpruneError("fp16 training needs a GPU (--device cuda); on a CPU use --dtype bf16 or --mixed-precision bf16")
+    return chosen
+
+
 def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None = None,
             calibration: CalibrationSettings | None = None, work_dir: str | Path | None = None,
-            show_progress: bool = True):
+            show_progress: bool = True, dtype: str | None = None):
     """Train the student pipeline's UNet toward the teacher; returns a new pipeline (inputs untouched) and
-    the loss history. With work_dir, checkpoints are written there and an interrupted run resumes."""
-    from accelerate import Accelerator
+    the loss history. With work_dir, checkpoints are written there and an interrupted run resumes.
+
+    dtype: "fp32", "bf16" or "fp16" (GPU) for the returned UNet (and, unless settings.mixed_precision says
+    otherwise, the autocast precision of training); None keeps the student pipeline's dtype.
+    """
     from diffusers.training_utils import EMAModel
+
+    from .devices import place, placement_of, torch_dtype
+    from .distributed import accelerator_for, training_device
 
     settings = settings or DistillSettings()
     calibration = calibration or CalibrationSettings(num_samples=64)
     calibration.show_progress = show_progress
-    from .distributed import use_cpu
-
-    accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=use_cpu())
     if type(student_pipeline) is not type(teacher_pipeline):
         raise DiffpruneError(
             f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
             "distill from the pipeline the student was pruned from"
         )
+    student_placement = placement_of(student_pipeline.unet)
+    result_dtype = torch_dtype(dtype, student_placement.device) or student_placement.dtype
+    device = training_device(student_placement.device)
+    accelerator = accelerator_for(device, mixed_precision_for(settings, result_dtype, device))
     teacher_adapter = adapter_for(teacher_pipeline, calibration)
-    teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(accelerator.device)
+    teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(device)
     user_latents = teacher_adapter.user_latents()
     clean_latents = (  # the user's images, or data-free: the teacher's own generations
         user_latents.float().cpu() if user_latents is not None else teacher_adapter.final_latents(1, "teacher samples")[:, 0]
     )
 
-    student = copy.deepcopy(student_pipeline.unet).train().requires_grad_(True)
+    # fp32 master weights, however the pipeline is stored.
+    student = copy.deepcopy(student_pipeline.unet).to(device=device, dtype=torch.float32).train().requires_grad_(True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    ema = EMAModel(student.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+    student, optimizer = accelerator.prepare(student, optimizer)
+    unwrapped = accelerator.unwrap_model(student)
+    # Made after prepare, from the parameters that train, so the shadow weights share their device.
+    ema = EMAModel(unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
     checkpoint = Path(work_dir) / "checkpoint" if work_dir else None
     start, history = 0, []
     if checkpoint is not None and (checkpoint / "state.json").exists():
-        start, ema_state, extra = load_checkpoint(checkpoint, student, optimizer)
+        start, ema_state, extra = load_checkpoint(checkpoint, unwrapped, getattr(optimizer, "optimizer", optimizer))
         if extra.get("settings") != asdict(settings):
             raise DiffpruneError(f"{work_dir} holds a checkpoint from different settings; use a new --out folder")
         history = extra.get("history", [])
         if ema is not None and ema_state is not None:
-            for (name, _), shadow in zip(student.named_parameters(), ema.shadow_params):
+            for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params):
                 shadow.copy_(ema_state[name])
             ema.optimization_step = extra.get("ema_step", 0)
-    student, optimizer = accelerator.prepare(student, optimizer)
-    names = matched_block_names(accelerator.unwrap_model(student), teacher)
-    student_hooks = BlockOutputs(accelerator.unwrap_model(student), names)
+    names = matched_block_names(unwrapped, teacher)
+    student_hooks = BlockOutputs(unwrapped, names)
     teacher_hooks = BlockOutputs(teacher, names)
     training_noise = TrainingNoise.for_pipeline(teacher_pipeline)
     student_adapter = adapter_for(student_pipeline, calibration)
@@ -158,30 +182,31 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
         if len(range(settings.batch_size)[share]) == 0:
             share = slice(0, 1)
         indices = indices[share].tolist()
-        clean = clean_latents[indices].to(accelerator.device)
+        clean = place(clean_latents[indices], unwrapped)
         batch = training_noise.noise(clean, noise[share], positions[share])
-        noisy, timesteps, target = batch.noisy, batch.timesteps, batch.target
         conditioning = student_adapter.conditioning(indices)
         teacher_prediction = None
         if settings.uses_teacher:
             with torch.no_grad():
-                teacher_prediction = teacher(noisy, timesteps, **conditioning).sample
+                teacher_inputs = place((batch.noisy, batch.timesteps, conditioning), teacher)
+                teacher_prediction = teacher(*teacher_inputs[:2], **teacher_inputs[2]).sample
         with accelerator.autocast():
-            student_prediction = student(noisy, timesteps, **conditioning).sample
+            student_inputs = place((batch.noisy, batch.timesteps, conditioning), unwrapped)
+            student_prediction = student(*student_inputs[:2], **student_inputs[2]).sample
             loss, parts = distillation_loss(
-                student_prediction, target, teacher_prediction, student_hooks.outputs, teacher_hooks.outputs, settings
+                student_prediction, batch.target, teacher_prediction, student_hooks.outputs, teacher_hooks.outputs,
+                settings,
             )
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.step(accelerator.unwrap_model(student).parameters())
+            ema.step(unwrapped.parameters())
         history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
         progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if checkpoint is not None and accelerator.is_main_process and (
             (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
         ):
-            unwrapped = accelerator.unwrap_model(student)
             ema_state = (
                 {name: shadow for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params)} if ema else None
             )
@@ -189,10 +214,10 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
             save_checkpoint(checkpoint, step + 1, unwrapped, getattr(optimizer, "optimizer", optimizer), ema_state, extra)
     student_hooks.remove()
     teacher_hooks.remove()
-    final = accelerator.unwrap_model(student).eval().requires_grad_(False)
+    final = accelerator.unwrap_model(student, keep_fp32_wrapper=False).eval().requires_grad_(False)
     if ema is not None:
         ema.copy_to(final.parameters())
-    final = final.to(next(student_pipeline.unet.parameters()).device)
+    final = final.to(device=student_placement.device, dtype=result_dtype)
     from .loading import with_unet
 
     pipeline = with_unet(student_pipeline, final)

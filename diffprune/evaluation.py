@@ -32,8 +32,8 @@ from .generation import (
     sample_plan,
     takes_prompts,
 )
-from .latency import LatencySettings, check_device, measure_pipeline_latency, speedups, torch_dtype
-from .unet_inputs import example_inputs, move_inputs
+from .devices import resolve_device, torch_dtype
+from .latency import LatencySettings, measure_pipeline_latency, speedups
 
 METRICS = ("fid", "clip", "clap", "latency", "macs")
 QUALITY_METRICS = {
@@ -78,7 +78,7 @@ class EvaluationSettings:
     fid_weights: str | None = None  # InceptionV3 weights file for machines without internet
     clip_model: str | None = None  # hub id, folder or bundled name; None: digits-clip for digits-t2i, else openai
     clap_model: str | None = None  # hub id or folder; None: laion/clap-htsat-unfused
-    device: str = "cpu"
+    device: str | None = None  # None: cuda when a GPU is visible, else cpu (devices.resolve_device)
     dtype: str | None = None  # fp32, fp16 (GPU), bf16; None keeps the pipelines' dtype
     latency: LatencySettings | dict | None = None  # None: defaults, timing calls with num_inference_steps
     max_grid_rows: int = 16  # compare: rows shown in the grid (all samples count for the metrics)
@@ -100,7 +100,7 @@ class EvaluationSettings:
             self.real_images = str(check_real_images_folder(self.real_images))
         if self.fid_weights is not None and not Path(self.fid_weights).is_file():
             raise DiffpruneError(f"--fid-weights {self.fid_weights} is not a file; pass the InceptionV3 weights file")
-        check_device(self.device)
+        self.device = resolve_device(self.device)
         torch_dtype(self.dtype, self.device)
         if self.generation_batch_size < 1:
             raise DiffpruneError("--batch-size must be at least 1")
@@ -189,9 +189,6 @@ def common_family(pipelines: dict) -> str:
 def unet_costs(unet, pipeline=None) -> dict:
     """Params and MACs of one forward as the pipeline makes it (same numbers as `diffprune prune` reports)."""
     inputs = pipeline_cost_inputs(pipeline) if pipeline is not None else None
-    if inputs is None:
-        parameter = next(unet.parameters())
-        inputs = move_inputs(example_inputs(unet), device=parameter.device, dtype=parameter.dtype)
     return {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
 
 

@@ -61,7 +61,12 @@ def check_has_unet(pipeline) -> None:
 
 
 def with_unet(pipeline, unet):
-    """A new pipeline of the same class sharing every component but the UNet (the input is left untouched).
+    """A new pipeline of the same class sharing every component but the UNet (the input is left untouched)."""
+    return with_components(pipeline, {"unet": unet})
+
+
+def with_components(pipeline, replacements: dict):
+    """A new pipeline of the same class sharing every component but `replacements` ({name: component}).
 
     Init flags that live in the pipeline's config (requires_safety_checker) are passed on, so rebuilding a
     Stable Diffusion pipeline without a safety checker neither warns nor changes what is saved.
@@ -70,6 +75,6 @@ def with_unet(pipeline, unet):
 
     accepted = inspect.signature(type(pipeline).__init__).parameters
     flags = {k: v for k, v in dict(pipeline.config).items() if k in accepted and k not in pipeline.components}
-    rebuilt = type(pipeline)(**{**pipeline.components, **flags, "unet": unet})
+    rebuilt = type(pipeline)(**{**pipeline.components, **flags, **replacements})
     rebuilt.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
     return rebuilt

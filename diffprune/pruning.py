@@ -2,6 +2,12 @@
 
 pipeline -> units -> criterion scores -> selection under a budget -> surgery -> PruneResult (save()).
 Progressive mode (rounds=K) removes a slice of the budget per round and re-scores what is left.
+
+Precision: `dtype` is the precision scoring runs in. The default (None) scores in the pipeline's own dtype:
+on the bundled models, bf16 LD-Pruner scores kept the fp32 ranking only partly and ran slower on a CPU
+(docs/results.md, "LD-Pruner scoring in fp32 and bf16"), so a lower precision is an explicit choice, not a
+silent one. Scoring in another dtype works on a converted copy; the cut is always taken from the input
+pipeline's own weights, so the pruned model keeps their precision, and the input pipeline is never changed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from . import __version__
 from .adapters import CalibrationSettings, adapter_for
 from .costs import count_macs, count_parameters, pipeline_cost_inputs
 from .criteria import ScoringContext, get_criterion
+from .devices import pipeline_in_dtype, placement_of, torch_dtype
 from .errors import DiffpruneError
 from .loading import with_unet
 from .score_store import ScoreStore
@@ -74,8 +81,11 @@ def prune(
     ranking: str = "score",
     show_progress: bool = True,
     source: str | None = None,
+    dtype: str | None = None,
 ) -> PruneResult:
     """Prune `pipeline`'s UNet; the input pipeline is left untouched.
+
+    dtype: "fp32", "bf16" or "fp16" (GPU only) to score in that precision; None scores in the pipeline's own.
 
     work_dir: where scores are stored as they are computed; a rerun with the same settings resumes.
     kinds: only units of these kinds are candidates (e.g. ["resnet", "attention", "mid_block"]).
@@ -89,9 +99,11 @@ def prune(
     calibration = calibration or CalibrationSettings()
     calibration.show_progress = show_progress
     criterion = get_criterion(method, **(criterion_options or {}))
-    adapter = adapter_for(pipeline, calibration)
-    unet = pipeline.unet.eval()
-    inputs = pipeline_cost_inputs(pipeline)
+    scoring_dtype = torch_dtype(dtype, placement_of(pipeline.unet).device)
+    scoring_pipeline = pipeline_in_dtype(pipeline, scoring_dtype)
+    adapter = adapter_for(scoring_pipeline, calibration)
+    unet = scoring_pipeline.unet.eval()
+    inputs = pipeline_cost_inputs(scoring_pipeline)
     units = find_units(unet, inputs)
     if kinds:
         unknown = set(kinds) - {u.kind for u in units}
@@ -112,6 +124,7 @@ def prune(
         "ranking": ranking if rounds > 1 else None,  # later rounds are scored after earlier selections
         "calibration": calibration.as_dict(),
         "model_fingerprint": _fingerprint(unet),
+        "scoring_dtype": str(placement_of(unet).dtype).removeprefix("torch."),
     }
     store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
     context = ScoringContext(
@@ -130,8 +143,13 @@ def prune(
             target_fraction_removed=(round_index + 1) / rounds, ranking=ranking,
         )
 
-    # Criteria that train weights jointly (gradflow with train_weights) leave their trained copy to cut from.
-    source_unet = context.cache.get("trained_unet", unet).eval().requires_grad_(False)
+    # The cut comes from the input's own weights (so its precision), or from the trained copy that criteria
+    # which train weights jointly (gradflow with train_weights) leave, brought back to the input's precision.
+    trained_unet = context.cache.get("trained_unet")
+    if trained_unet is None:
+        source_unet = pipeline.unet
+    else:
+        source_unet = trained_unet.eval().requires_grad_(False).to(placement_of(pipeline.unet).dtype)
     removed, pruned_unet = _cut_within_measured_budget(
         source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
     )

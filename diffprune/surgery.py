@@ -9,9 +9,9 @@ The cut model is an instance of a `Pruned*` subclass of the original class whose
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from .devices import placement_of
 from .errors import DiffpruneError
 from .units import RESIDUAL_BRANCH, find_units, overlapping, units_by_name
 
@@ -79,27 +79,25 @@ def check_selection(units, names) -> None:
 
 
 def remove_units(unet: nn.Module, names) -> nn.Module:
-    """A new model without the named units; `unet` itself is untouched.
+    """A new model without the named units, on the original's device and in its dtype; `unet` is untouched.
 
     Removing units from an already pruned model accumulates: the result records both sets.
     """
     from .pruned_models import pruned_class_for
 
     names = list(names)
-    units = find_units(unet)
+    units = find_units(unet)  # probes with inputs on the model's own device and dtype
     check_selection(units, names)
     removed = dict(unet.config.get("removed_units", None) or {})
     removed.update({unit.name: unit.gate_form for unit in units_by_name(units, names)})
     config = dict(unet.config)
     config["removed_units"] = removed
-    pruned = pruned_class_for(type(unet)).from_config(config)
+    placement = placement_of(unet)
+    pruned = pruned_class_for(type(unet)).from_config(config).to(device=placement.device, dtype=placement.dtype)
     # Only surviving modules are in the new model, so the original's state dict maps onto it by name.
     state = {key: value for key, value in unet.state_dict().items() if not _under_any(key, names)}
     pruned.load_state_dict(state, strict=True)
-    parameter = next(unet.parameters())
-    if parameter.dtype != torch.float32:
-        pruned = pruned.to(dtype=parameter.dtype)
-    return pruned.to(device=parameter.device).train(unet.training)
+    return pruned.train(unet.training)
 
 
 def _under_any(key: str, names) -> bool:

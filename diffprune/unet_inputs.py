@@ -2,12 +2,15 @@
 
 Unit discovery (shape probing), MAC counting, latency and the tests all need "one forward of this UNet at its
 sample size"; this is the one place that knows which extra conditioning each diffusers UNet family expects.
+Values are drawn on the CPU (a seed gives the same inputs on every device), then placed on the model's own
+device and dtype (devices.place), so the inputs fit a CUDA or bf16 model as well as a CPU fp32 one.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .devices import Placement, place
 from .errors import DiffpruneError
 
 DEFAULT_TEXT_LENGTH = 77  # Stable Diffusion's tokenizer length; pipelines pass their own.
@@ -39,9 +42,15 @@ def attends_to_encoder(cross_attention_dim) -> bool:
 
 
 def example_inputs(
-    unet, batch_size: int = 1, text_length: int | None = None, generator: torch.Generator | None = None
+    unet, batch_size: int = 1, text_length: int | None = None, generator: torch.Generator | None = None,
+    placement: Placement | None = None,
 ) -> dict:
-    """Keyword arguments for `unet(**inputs)` with random values of the right shapes (on CPU, fp32)."""
+    """Keyword arguments for `unet(**inputs)` with random values of the right shapes, on the UNet's device and
+    in its dtype (integer tensors on its device); `placement` puts them elsewhere."""
+    return place(_cpu_inputs(unet, batch_size, text_length, generator), placement or unet)
+
+
+def _cpu_inputs(unet, batch_size: int, text_length: int | None, generator: torch.Generator | None) -> dict:
     config = unet.config
     text_length = text_length or DEFAULT_TEXT_LENGTH
     randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
@@ -85,16 +94,3 @@ def _add_extra_conditioning(unet, inputs: dict, batch_size: int, randn) -> None:
         inputs["class_labels"] = randn(batch_size, config.projection_class_embeddings_input_dim)
     if config.get("time_cond_proj_dim") is not None:
         inputs["timestep_cond"] = randn(batch_size, config.time_cond_proj_dim)
-
-
-def move_inputs(inputs: dict, device=None, dtype=None) -> dict:
-    """Move every floating tensor (also nested in dicts) to a device and dtype; integer tensors keep their dtype."""
-
-    def move(value):
-        if isinstance(value, dict):
-            return {key: move(item) for key, item in value.items()}
-        if isinstance(value, torch.Tensor):
-            return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
-        return value
-
-    return move(inputs)

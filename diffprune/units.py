@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .costs import macs_by_module
+from .devices import place
 from .errors import DiffpruneError
 from .tensors import first_tensor, output_tensor
 from .unet_inputs import example_inputs
@@ -70,7 +71,7 @@ def probe_shapes(unet: nn.Module, inputs: dict | None = None) -> dict[str, tuple
         handles.append(module.register_forward_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
-            unet(**(inputs or example_inputs(unet)))
+            unet(**(place(inputs, unet) if inputs else example_inputs(unet)))
     finally:
         for handle in handles:
             handle.remove()
@@ -96,13 +97,15 @@ def _sub_layer_kind(module: nn.Module) -> str:
 
 
 def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
-    """All prunable units of `unet`, in module order, with their parameter counts and MACs."""
+    """All prunable units of `unet`, in module order, with their parameter counts and MACs.
+
+    `inputs` (default: example inputs at the sample size, batch 1) are put on the UNet's device and dtype."""
     from .pruned_models import PRUNED_CLASSES
 
     if not isinstance(unet, tuple(PRUNED_CLASSES)):
         supported = ", ".join(cls.__name__ for cls in PRUNED_CLASSES)
         raise DiffpruneError(f"{type(unet).__name__} is not a supported diffusers UNet ({supported})")
-    inputs = inputs or example_inputs(unet)
+    inputs = place(inputs, unet) if inputs else example_inputs(unet)
     shapes = probe_shapes(unet, inputs)
     macs = macs_by_module(unet, inputs)
     modules = dict(unet.named_modules())

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from diffprune.errors import DiffpruneError
-from diffprune.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups, torch_dtype
+from diffprune.devices import torch_dtype
+from diffprune.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
 from tiny_models import tiny_sd_pipeline
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import DiffpruneError
+from .device_options import add_device_options, device_and_dtype_from_args
 
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps, evaluation samples)
@@ -26,6 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("--keep-macs", type=float, default=0.7)
     parser.add_argument("--method", default="ld-pruner")
     parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated bundled names")
+    add_device_options(parser, dtype_help="load the models in this precision; scoring, the cuts and the evaluation "
+                       "run in it (default: as stored, fp32)")
     parser.set_defaults(run=run)
 
 
@@ -38,6 +41,7 @@ def run(args) -> int:
     from ..pruning import prune
     from .prune import print_summary
 
+    device, dtype = device_and_dtype_from_args(args)
     out = check_new_output(args.out)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in names if name not in DEMO_MODELS]
@@ -49,7 +53,7 @@ def run(args) -> int:
     for name in names:
         calibration_samples, steps, evaluation_samples = DEMO_MODELS[name]
         print(f"\n=== {name}: {args.method} to {args.keep_macs:.0%} of UNet MACs ===", flush=True)
-        original = load_pipeline(name)
+        original = load_pipeline(name, device=device, torch_dtype=dtype)
         calibration = CalibrationSettings(
             num_samples=calibration_samples, num_inference_steps=steps, prompts=default_prompts(original),
             guidance_scale=None,
@@ -64,6 +68,7 @@ def run(args) -> int:
             num_samples=evaluation_samples,
             metrics=None,  # the family's quality metrics plus latency and MACs
             num_inference_steps=steps * 2,
+            device=device,
         )
         print(comparison["table"], flush=True)
         sections.append({"name": name, "pruned": pruned_folder, "comparison": comparison})

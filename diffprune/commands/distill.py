@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .device_options import add_device_options, device_and_dtype_from_args
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,12 +19,15 @@ def register(subparsers) -> None:
     parser.add_argument("--loss-weights", default="1,1,1",
                         help="task,output,feature loss weights (BK-SDM: 1,1,1; plain fine-tuning: 1,0,0)")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="0 disables EMA")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--mixed-precision", default=None, choices=["no", "fp16", "bf16"],
+                        help="autocast precision of training (default: the --dtype; weights train in fp32)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
     from .prune import add_calibration_arguments
 
     add_calibration_arguments(parser)
+    add_device_options(parser, dtype_help="load both pipelines in this precision; the distilled model is saved in it "
+                       "(default: as stored)")
     parser.set_defaults(run=run, num_samples=64)
 
 
@@ -41,7 +46,7 @@ def run(args) -> int:
     from ..loading import load_pipeline
     from ..outputs import check_new_output
     from ..pruning import WORK_FOLDER
-    from .prune import calibration_from_args, pick_device
+    from .prune import calibration_from_args
 
     task, output, feature = parse_weights(args.loss_weights)
     settings = DistillSettings(
@@ -49,10 +54,10 @@ def run(args) -> int:
         output_weight=output, feature_weight=feature, ema_decay=args.ema_decay or None,
         mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every, seed=args.seed,
     )
+    device, dtype = device_and_dtype_from_args(args)
     out = check_new_output(args.out, allowed=(WORK_FOLDER,))
-    device = pick_device(args.device)
-    student = load_pipeline(args.model, device=device)
-    teacher = load_pipeline(args.teacher, device=device)
+    student = load_pipeline(args.model, device=device, torch_dtype=dtype)
+    teacher = load_pipeline(args.teacher, device=device, torch_dtype=dtype)
     pipeline, history = distill(student, teacher, settings, calibration_from_args(args, teacher), work_dir=out / WORK_FOLDER)
     from ..distributed import is_main_process
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .device_options import add_device_options, device_and_dtype_from_args
+
 
 def add_evaluation_options(parser, default_num_samples) -> None:
     samples = parser.add_argument_group("samples")
@@ -23,12 +25,13 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     quality.add_argument("--clap-model", help="CLAP hub id or folder for text-to-audio (default: laion/clap-htsat-unfused)")
 
     speed = parser.add_argument_group("latency")
-    speed.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    speed.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="run in this dtype (fp16 needs a GPU)")
+    add_device_options(speed, dtype_help="run every model in this precision (default: as stored)")
     speed.add_argument("--latency-batch-size", type=int, default=1, help="batch size of the timed calls (default: 1)")
-    speed.add_argument("--latency-runs", type=int, default=5, help="timed runs after warm-up (default: 5)")
-    speed.add_argument("--latency-warmup", type=int, default=2, help="untimed warm-up runs (default: 2)")
-    speed.add_argument("--compile", action="store_true", help="torch.compile the UNet before timing")
+    speed.add_argument("--latency-runs", type=int, help="timed runs after warm-up (default: 20 on CUDA, 5 on a CPU)")
+    speed.add_argument("--latency-warmup", type=int, help="untimed warm-up runs (default: 5 on CUDA, 2 on a CPU)")
+    speed.add_argument("--compile", action="store_true",
+                       help="torch.compile the UNet before timing (on CUDA: mode reduce-overhead, i.e. CUDA graphs)")
+    speed.add_argument("--channels-last", action="store_true", help="time the UNet in channels_last memory format")
     speed.add_argument("--no-pipeline-latency", action="store_true", help="time only the UNet forward, not whole calls")
 
 
@@ -36,6 +39,7 @@ def settings_from_args(args) -> dict:
     """Keyword arguments for EvaluationSettings (metrics, num_samples and prompts are up to each command)."""
     from ..latency import LatencySettings
 
+    device, _ = device_and_dtype_from_args(args)
     return {
         "seed": args.seed,
         "num_inference_steps": args.inference_steps,
@@ -46,11 +50,12 @@ def settings_from_args(args) -> dict:
         "fid_weights": args.fid_weights,
         "clip_model": args.clip_model,
         "clap_model": args.clap_model,
-        "device": args.device,
+        "device": device,
         "dtype": args.dtype,
         "latency": LatencySettings(
             batch_size=args.latency_batch_size, runs=args.latency_runs, warmup=args.latency_warmup,
-            num_inference_steps=args.inference_steps, compile=args.compile, measure_pipeline=not args.no_pipeline_latency,
+            num_inference_steps=args.inference_steps, guidance_scale=args.guidance_scale, compile=args.compile,
+            channels_last=args.channels_last, measure_pipeline=not args.no_pipeline_latency,
         ),
     }
 

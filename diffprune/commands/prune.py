@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .device_options import add_device_options, device_and_dtype_from_args
+
 
 def add_calibration_arguments(parser) -> None:
     group = parser.add_argument_group("calibration")
@@ -15,7 +17,6 @@ def add_calibration_arguments(parser) -> None:
     group.add_argument("--guidance-scale", type=float, default=None, help="text-to-image guidance (default 7.5)")
     group.add_argument("--images", help="folder of training images (+ captions.txt for text-to-image) for loss-based "
                        "criteria and distillation; default: data-free (the original's own samples)")
-    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
 def register(subparsers) -> None:
@@ -40,6 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--variants-per-batch", type=int, default=8, help="candidates scored together in one batch")
     parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
     add_calibration_arguments(parser)
+    add_device_options(parser, dtype_help="precision of scoring (default: the model's own); the saved cut keeps "
+                       "the model's precision")
     parser.set_defaults(run=run)
 
 
@@ -54,30 +57,20 @@ def calibration_from_args(args, pipeline):
     )
 
 
-def pick_device(requested: str | None) -> str:
-    import torch
-
-    from ..errors import DiffpruneError
-
-    if requested is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise DiffpruneError(f"--device {requested} asked for, but torch sees no CUDA device; use --device cpu")
-    return requested
-
-
 def run(args) -> int:
     from ..loading import load_pipeline
     from ..outputs import check_new_output
     from ..pruning import WORK_FOLDER, prune
 
+    device, _ = device_and_dtype_from_args(args)
     out = check_new_output(args.out, allowed=(WORK_FOLDER,))
-    pipeline = load_pipeline(args.model, device=pick_device(args.device))
+    pipeline = load_pipeline(args.model, device=device)
     result = prune(
         pipeline, method=args.method, keep_macs=args.keep_macs, keep_params=args.keep_params,
         num_units=args.num_units, rounds=args.rounds, calibration=calibration_from_args(args, pipeline),
         work_dir=Path(out) / WORK_FOLDER, variants_per_batch=args.variants_per_batch,
         kinds=args.kinds.split(",") if args.kinds else None, ranking=args.ranking, source=args.model,
+        dtype=args.dtype,
     )
     result.save(out)
     from ..distributed import is_main_process
