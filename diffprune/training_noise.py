@@ -40,9 +40,11 @@ class NoisedBatch:
 class TrainingNoise:
     """The forward (noising) process a model was trained with; see the module docstring."""
 
-    def __init__(self, scheduler_config):
-        config = dict(scheduler_config)
-        self.scheduler_name = config.get("_class_name", "scheduler")
+    def __init__(self, scheduler):
+        """`scheduler`: the pipeline's scheduler (any class), or its config as a mapping."""
+        config = dict(getattr(scheduler, "config", scheduler))
+        config.setdefault("_class_name", type(scheduler).__name__ if hasattr(scheduler, "config") else "scheduler")
+        self.scheduler_name = config["_class_name"]
         self.num_train_timesteps = int(config.get("num_train_timesteps") or 1000)
         self.is_flow_matching = _is_flow_matching(config)
         if self.is_flow_matching:
@@ -67,7 +69,7 @@ class TrainingNoise:
 
     @classmethod
     def for_pipeline(cls, pipeline) -> "TrainingNoise":
-        return cls(pipeline.scheduler.config)
+        return cls(pipeline.scheduler)
 
     def draw_timesteps(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training positions on the CPU: integer timesteps (DDPM) or indices into the training sigmas (flow)."""

@@ -57,7 +57,7 @@ Command: `{command}` · hardware: {hardware()}
 
 | model | units | calibration | one at a time | batched ({args.variants_per_batch} variants) | speedup | max relative score difference | same ranking |
 |---|---:|---|---:|---:|---:|---:|---|
-| {args.model} | {len(units)} | {args.num_samples} samples x {args.steps} DDIM steps | {naive_seconds:.1f} s | {batched_seconds:.1f} s | **{naive_seconds / batched_seconds:.2f}x** | {worst:.1e} | {same_ranking} |
+| {args.model} | {len(units)} | {args.num_samples} samples x {args.steps} steps of the pipeline's own sampler | {naive_seconds:.1f} s | {batched_seconds:.1f} s | **{naive_seconds / batched_seconds:.2f}x** | {worst:.1e} | {same_ranking} |
 """
     print(table)
     write_section("batched-scoring", table)

@@ -48,7 +48,14 @@ def work_name(criterion: str, keep: float, repeat: int, options) -> str:
     """Scores are reused across budgets unless the criterion aims at the budget (gradient flow) or the options
     differ (random's seed); the score store refuses mixed settings, so those get folders of their own."""
     name = f"{criterion}-{repeat}" if options else criterion
-    return f"{name}-keep{keep}" if get_criterion(criterion).uses_budget else name
+    return f"{name}-keep{keep}" if get_criterion(parse_criterion(criterion)[0]).uses_budget else name
+
+
+def parse_criterion(spec: str) -> tuple[str, dict]:
+    """"ld-pruner" or "ld-pruner:statistic=paired" (options as key=value, comma-free) -> (name, options)."""
+    name, _, options = spec.partition(":")
+    pairs = [option.split("=", 1) for option in options.split(";") if option]
+    return name, {key: int(value) if value.isdigit() else value for key, value in pairs}
 
 
 def run_model(model, args, work_root):
@@ -56,19 +63,20 @@ def run_model(model, args, work_root):
     calibration = dict(num_samples=args.calibration_samples, num_inference_steps=args.inference_steps,
                        prompts=default_prompts(original))
     rows, original_clip = [], []
-    for criterion in args.criteria:
+    for spec in args.criteria:
+        criterion, criterion_options = parse_criterion(spec)
         for keep in args.budgets:
             fids, clips, seconds, kept = [], [], [], None
             for repeat in range(args.repeats):
                 started = time.perf_counter()
-                options = {"seed": repeat} if criterion == "random" else None
+                options = {**criterion_options, **({"seed": repeat} if criterion == "random" else {})} or None
                 if criterion != "random" and repeat > 0:
                     result = cached  # deterministic selection: only the evaluation seeds change
                 else:
                     try:
                         result = prune(
                             original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
-                            work_dir=work_root / model / work_name(criterion, keep, repeat, options),
+                            work_dir=work_root / model / work_name(spec, keep, repeat, options),
                             criterion_options=options, show_progress=False,
                         )
                     except DiffpruneError as error:
@@ -83,9 +91,9 @@ def run_model(model, args, work_root):
                     clips.append(clip)
                     original_clip.append(reference_clip)
             if fids:
-                rows.append({"criterion": criterion, "keep": keep, "kept": kept, "fid": fids, "clip": clips,
+                rows.append({"criterion": spec, "keep": keep, "kept": kept, "fid": fids, "clip": clips,
                              "prune_seconds": seconds[0], "removed": len(result.removed)})
-                print(f"{model} {criterion:12s} keep {keep:.1f}: kept {kept:.3f} FID {statistics.mean(fids):.2f}"
+                print(f"{model} {spec:12s} keep {keep:.1f}: kept {kept:.3f} FID {statistics.mean(fids):.2f}"
                       + (f" CLIP {statistics.mean(clips):.2f}" if clips else ""), flush=True)
     return rows, (statistics.mean(original_clip) if original_clip else None)
 
@@ -125,7 +133,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits-ddpm,digits-t2i")
     parser.add_argument("--budgets", default="0.9,0.8,0.7,0.6")
-    parser.add_argument("--criteria", default=",".join(available_criteria()))
+    parser.add_argument("--criteria", default=",".join(available_criteria()),
+                        help="comma-separated; options after a colon, e.g. ld-pruner:statistic=paired")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration-samples", type=int, default=16)
     parser.add_argument("--inference-steps", type=int, default=10)
@@ -167,7 +176,7 @@ def main():
                     f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
                     f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
                     f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
-                    f"{args.calibration_samples} samples x {args.inference_steps} DDIM steps.\n\n" + "\n".join(lines[2:]))
+                    f"{args.calibration_samples} samples x {args.inference_steps} steps of the pipeline's own sampler.\n\n" + "\n".join(lines[2:]))
             print(text)
             if not args.no_write:
                 write_section(f"criteria-{model}" + (f"-{args.section}" if args.section else ""), text)

@@ -54,7 +54,7 @@ def main():
                 print(lines[-1], flush=True)
     command = " ".join(["python"] + sys.argv)
     text = (f"## Selection order: lowest score vs lowest score per MAC\n\nCommand: `{command}` · hardware: {hardware()}\n\n"
-            f"Same LD-Pruner scores (16 calibration samples x 10 DDIM steps), keep_macs {args.keep_macs}; FID/CLIP "
+            f"Same LD-Pruner scores (16 calibration samples x 10 steps of the pipeline's own sampler), keep_macs {args.keep_macs}; FID/CLIP "
             f"as in the criteria table ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std over "
             f"{args.repeats} sample seeds).\n\n" + "\n".join(lines) + "\n\nScore per MAC removes the mid block first "
             "(the single most disruptive unit, but the largest), so the default is lowest score first.")

@@ -67,3 +67,27 @@ def test_scores_are_stored_as_computed_and_reused(tmp_path):
     assert {u.name: reopened.get(0, u.name) for u in candidates} == first
     with pytest.raises(DiffpruneError, match="different settings"):
         ScoreStore(tmp_path / "scores.json", {"a": 2})
+
+
+def test_paired_statistic_sees_samples_that_swap_while_the_distribution_stays():
+    from diffprune.criteria.latent_impact import paired_latent_distance
+
+    reference = torch.randn(6, 4, 8, 8)
+    swapped = reference[[1, 0, 3, 2, 5, 4]]  # same set of samples, each seed now gives another one
+    assert latent_statistics_distance(reference, swapped) == pytest.approx(0, abs=1e-9)
+    assert paired_latent_distance(reference, swapped) > 1
+    assert paired_latent_distance(reference, reference) == 0
+
+
+def test_paired_statistic_scores_zero_effect_units_zero_and_is_recorded_in_the_settings():
+    pipe = tiny_ddpm_pipeline()
+    make_zero_effect(pipe.unet, "down_blocks.0.resnets.1")
+    context = _context(pipe)
+    criterion = get_criterion("ld-pruner", statistic="paired")
+    scores = criterion.score(context, context.units, [], 0)
+    zero = scores.pop("down_blocks.0.resnets.1")
+    assert zero == pytest.approx(0, abs=1e-4)  # float rounding: reference and variants run at other batch sizes
+    assert min(scores.values()) > 100 * max(zero, 1e-9)
+    assert criterion.settings() == {"statistic": "paired"}
+    with pytest.raises(DiffpruneError, match="statistic"):
+        get_criterion("ld-pruner", statistic="median")

@@ -23,11 +23,11 @@ def tiny_audio_diffusion_pipeline():
 
     mel = Mel(x_res=24, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
     return AudioDiffusionPipeline(vqvae=None, unet=audio_diffusion_unet(), mel=mel,
-                                  scheduler=DDPMScheduler(num_train_timesteps=50))
+                                  scheduler=DDPMScheduler(num_train_timesteps=1000))  # as teticio/audio-diffusion-256
 
 
 def tiny_audioldm_pipeline():
-    from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler
+    from diffusers import AudioLDMPipeline, AutoencoderKL
     from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
 
     torch.manual_seed(0)
@@ -44,7 +44,15 @@ def tiny_audioldm_pipeline():
         normalize_before=False,
     )).eval()
     return AudioLDMPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=audioldm_unet(),
-                            scheduler=DDIMScheduler(), vocoder=vocoder)
+                            scheduler=audioldm_scheduler(), vocoder=vocoder)
+
+
+def audioldm_scheduler():
+    """The scheduler config cvssp/audioldm ships."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
 
 
 def tiny_clip():

@@ -123,9 +123,35 @@ def tiny_tokenizer():
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=12)
 
 
-def tiny_sd_pipeline():
+# Scheduler configs as real pipelines ship them (betas, spacing, offsets, prediction type). None of the
+# latent ones says clip_sample, as in the real configs: a sampler that assumes DDIM's default would clip.
+SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+LATENT_SCHEDULERS = {
+    "pndm": ("PNDMScheduler", dict(SD_BETAS, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)),  # SD 1.5
+    "dpm-solver": ("DPMSolverMultistepScheduler", dict(SD_BETAS, steps_offset=1)),  # digits-t2i, many fine-tunes
+    "euler": ("EulerDiscreteScheduler", dict(SD_BETAS, steps_offset=1, timestep_spacing="leading")),  # SDXL
+    "unipc": ("UniPCMultistepScheduler", dict(SD_BETAS)),
+    "ddim-v": ("DDIMScheduler", dict(SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                                     prediction_type="v_prediction")),  # SD 2.1 768-v
+    "dpm-solver-v": ("DPMSolverMultistepScheduler", dict(SD_BETAS, steps_offset=1, prediction_type="v_prediction")),
+}
+PIXEL_SCHEDULERS = {
+    "ddpm": ("DDPMScheduler", dict(num_train_timesteps=1000)),  # google/ddpm-*: linear betas, clip_sample=True
+    "ddim": ("DDIMScheduler", dict(num_train_timesteps=1000)),  # DDIMPipeline on the same model
+    "ddpm-v": ("DDPMScheduler", dict(num_train_timesteps=1000, prediction_type="v_prediction")),
+}
+
+
+def make_scheduler(name: str):
+    import diffusers
+
+    class_name, config = {**LATENT_SCHEDULERS, **PIXEL_SCHEDULERS}[name]
+    return getattr(diffusers, class_name)(**config)
+
+
+def tiny_sd_pipeline(scheduler: str = "dpm-solver"):
     """A complete, tiny Stable Diffusion pipeline (random weights) that generates in a second on a CPU."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
@@ -139,14 +165,15 @@ def tiny_sd_pipeline():
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         sample_size=32,
     ).eval()
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
     return StableDiffusionPipeline(
-        unet=sd_unet(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        unet=sd_unet(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=make_scheduler(scheduler),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
 
 
-def tiny_ddpm_pipeline():
-    from diffusers import DDPMPipeline, DDPMScheduler
+def tiny_ddpm_pipeline(scheduler: str = "ddpm"):
+    """DDPMPipeline as google/ddpm-* ships it (DDIMPipeline for scheduler="ddim")."""
+    from diffusers import DDIMPipeline, DDPMPipeline
 
-    return DDPMPipeline(unet=ddpm_unet(), scheduler=DDPMScheduler(num_train_timesteps=50))
+    pipeline_class = DDIMPipeline if scheduler == "ddim" else DDPMPipeline
+    return pipeline_class(unet=ddpm_unet(), scheduler=make_scheduler(scheduler))

@@ -1,9 +1,14 @@
 """LD-Pruner latent impact (Castells et al., 2024).
 
 Remove one unit, generate the calibration set from the same seeds and inputs, and measure how far the
-final latents' statistics move:  score(u) = ||mean_orig - mean_u||_2 + ||std_orig - std_u||_2,
-with mean and std per latent element across the N calibration samples. Several candidates are scored in
-one batch, each a variant with its own per-sample gates (see gates.py).
+final latents move. Two statistics:
+  * "distribution" (the paper's, the default): score(u) = ||mean_orig - mean_u||_2 + ||std_orig - std_u||_2,
+    with mean and std per latent element across the N calibration samples;
+  * "paired": score(u) = mean_i ||z_orig,i - z_u,i||_2, the distance between the two latents drawn from the
+    same seed and prompt, averaged over samples. It sees changes that leave the distribution in place
+    (a unit whose removal swaps which digit a prompt gets moves every sample but hardly the mean and std).
+docs/results.md compares the two. Several candidates are scored in one batch, each a variant with its own
+per-sample gates (see gates.py).
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import DiffpruneError
 from ..gates import gated, variant_values
 from . import register
 from .base import Criterion
+
+
+STATISTICS = ("distribution", "paired")
 
 
 def latent_statistics_distance(reference: torch.Tensor, modified: torch.Tensor) -> float:
@@ -24,16 +33,26 @@ def latent_statistics_distance(reference: torch.Tensor, modified: torch.Tensor) 
     return float(mean_shift + std_shift)
 
 
+def paired_latent_distance(reference: torch.Tensor, modified: torch.Tensor) -> float:
+    """mean over samples (dim 0) of the L2 distance between latents drawn from the same seed and prompt."""
+    difference = (reference.double() - modified.double()).flatten(1)
+    return float(torch.linalg.vector_norm(difference, dim=1).mean())
+
+
 @register("ld-pruner")
 class LatentImpact(Criterion):
-    def __init__(self, variants_per_batch: int | None = None):
+    def __init__(self, variants_per_batch: int | None = None, statistic: str = "distribution"):
+        if statistic not in STATISTICS:
+            raise DiffpruneError(f"unknown LD-Pruner statistic {statistic!r}; choose one of {', '.join(STATISTICS)}")
         self.variants_per_batch = variants_per_batch
+        self.statistic = statistic
 
     def settings(self) -> dict:
-        return {}
+        return {} if self.statistic == "distribution" else {"statistic": self.statistic}
 
     def score_pending(self, context, pending, removed, round_index) -> None:
         reference = context.reference_latents()
+        distance = paired_latent_distance if self.statistic == "paired" else latent_statistics_distance
         already = {unit.name for unit in removed}
         per_batch = self.variants_per_batch or context.variants_per_batch
         groups = [pending[i : i + per_batch] for i in range(0, len(pending), per_batch)]
@@ -44,7 +63,7 @@ class LatentImpact(Criterion):
                 latents = context.adapter.final_latents(len(group))
             context.store.put_many(
                 round_index,
-                {unit.name: latent_statistics_distance(reference, latents[:, index]) for index, unit in enumerate(group)},
+                {unit.name: distance(reference, latents[:, index]) for index, unit in enumerate(group)},
             )
             progress.update(len(group))
         progress.close()
