@@ -40,9 +40,13 @@ def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None
     """Load any diffusers pipeline that has a UNet; errors name what to do instead."""
     from diffusers import DiffusionPipeline
 
+    from .pruned_models import pruned_components
+
     location = resolve_model_path(path_or_name)
     try:
-        pipeline = DiffusionPipeline.from_pretrained(location, torch_dtype=torch_dtype)
+        # A cut saved with its own code is built by diffprune's classes, so the folder's copy never runs.
+        components = pruned_components(location, torch_dtype)
+        pipeline = DiffusionPipeline.from_pretrained(location, torch_dtype=torch_dtype, **components)
     except (OSError, ValueError, EnvironmentError, json.JSONDecodeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DiffpruneError(f"could not load pipeline {path_or_name!r}: {first_line}") from error

@@ -42,10 +42,12 @@ class PruneResult:
     original_pipeline: object = field(default=None, repr=False)
 
     def save(self, folder: str | Path) -> Path:
-        """Write the pruned pipeline (reloads with stock diffusers), pruning_report.json, README.md and a
-        PNG chart of the scores; the folder is complete or absent."""
+        """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
+        is complete or absent. The UNet is saved as a stock class where a stock config expresses the cut, else
+        with its own code (see pruned_models.save_pipeline and the model card for how each loads)."""
         from .distributed import is_main_process
         from .outputs import check_new_output, staged_output, write_json_atomically
+        from .pruned_models import save_pipeline
         from .reports import write_model_card, write_score_chart
 
         folder = Path(folder)
@@ -53,10 +55,11 @@ class PruneResult:
             return folder
         folder = check_new_output(folder, allowed=(WORK_FOLDER,))
         with staged_output(folder) as staging:
-            self.pipeline.save_pretrained(staging, safe_serialization=True)
+            stock_classes = save_pipeline(self.pipeline, staging)
             write_json_atomically(staging / "pruning_report.json", self.report)
             chart = write_score_chart(self.report, staging / "scores.png")
-            write_model_card(self.report, staging / "README.md", chart_name=chart.name if chart else None)
+            write_model_card(self.report, staging / "README.md", chart_name=chart.name if chart else None,
+                             stock_classes=stock_classes)
         shutil.rmtree(folder / WORK_FOLDER, ignore_errors=True)
         return folder
 

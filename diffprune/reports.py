@@ -31,7 +31,10 @@ def write_score_chart(report: dict, path: Path) -> Path | None:
     return path
 
 
-def write_model_card(report: dict, path: Path, chart_name: str | None = None) -> None:
+def write_model_card(report: dict, path: Path, chart_name: str | None = None, stock_classes: bool = False) -> None:
+    """stock_classes: the folder's UNet is saved as a stock diffusers class (see pruned_models.save_pipeline)."""
+    from .pruned_models import load_instructions
+
     before, after = report["totals_before"], report["totals_after"]
     lines = [
         f"# Pruned {report['pipeline_class']}",
@@ -48,10 +51,7 @@ def write_model_card(report: dict, path: Path, chart_name: str | None = None) ->
         "",
         "## Load it",
         "",
-        "```python",
-        "from diffusers import DiffusionPipeline  # with diffprune installed",
-        "pipe = DiffusionPipeline.from_pretrained(\"path/to/this/folder\")",
-        "```",
+        *load_instructions(stock_classes),
         "",
         f"## Removed units ({len(report['removed_units'])})",
         "",

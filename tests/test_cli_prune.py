@@ -25,7 +25,7 @@ def test_prune_writes_a_reloadable_pipeline_and_report(ddpm_folder, tmp_path, ca
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["kept_fraction"]["macs"] <= 0.7
     assert not (out / ".diffprune-work").exists()
-    DiffusionPipeline.from_pretrained(out)
+    DiffusionPipeline.from_pretrained(out, trust_remote_code=True)  # the cut ships its code
     # a second run into the same folder is refused, and the first result is kept intact
     assert main(["prune", str(ddpm_folder), "--out", str(out), *FAST]) == 2
     assert "already holds results" in capsys.readouterr().err
@@ -40,7 +40,7 @@ def test_text_to_image_prune_with_prompt_file(tmp_path, capsys):
     out = tmp_path / "cut"
     argv = ["prune", str(source), "--num-units", "2", "--kinds", "attention,resnet", "--prompts", str(prompts), "--out", str(out), *FAST]
     assert main(argv) == 0
-    reloaded = DiffusionPipeline.from_pretrained(out)
+    reloaded = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
     assert len(reloaded.unet.config.removed_units) == 2
 
 

@@ -36,7 +36,7 @@ def test_inexpressible_removal_names_the_units_in_the_way():
         export_plain(cut)
 
 
-def test_export_command_writes_a_pipeline_that_loads_without_diffprune_classes(tmp_path, capsys):
+def test_export_command_writes_a_stock_pipeline_that_lists_the_removed_units(tmp_path, capsys):
     import json
 
     from diffprune.cli import main
@@ -47,5 +47,8 @@ def test_export_command_writes_a_pipeline_that_loads_without_diffprune_classes(t
     pipeline.save_pretrained(tmp_path / "pruned")
     assert main(["export", str(tmp_path / "pruned"), "--out", str(tmp_path / "plain")]) == 0
     assert json.loads((tmp_path / "plain" / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DModel"]
+    # The stock config no longer names the removed units, so the folder says them in plain words.
+    assert json.loads((tmp_path / "plain" / "pruning_report.json").read_text())["removed_units"] == ["mid_block"]
+    assert "- `mid_block`" in (tmp_path / "plain" / "README.md").read_text()
     assert main(["export", str(tmp_path / "plain"), "--out", str(tmp_path / "again")]) == 2
     assert "no removed units" in capsys.readouterr().err

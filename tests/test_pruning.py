@@ -72,7 +72,7 @@ def test_saved_result_reloads_with_stock_diffusers(tmp_path):
     assert {"name", "kind", "params", "macs", "score", "removed"} <= set(report["units"][0])
     assert (folder / "README.md").read_text().startswith("# Pruned DDPMPipeline")
     assert (folder / "scores.png").stat().st_size > 0
-    reloaded = DiffusionPipeline.from_pretrained(folder)
+    reloaded = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)  # the cut ships its code
     assert sorted(reloaded.unet.config.removed_units) == sorted(result.removed)
     with pytest.raises(DiffpruneError, match="already holds results"):
         result.save(folder)

@@ -72,10 +72,12 @@ def save_distilled(pipeline, history, settings, args, out: Path) -> None:
     from dataclasses import asdict
 
     from ..outputs import staged_output, write_json_atomically
+    from ..pruned_models import save_pipeline, write_removed_units_record
     from ..pruning import WORK_FOLDER
 
     with staged_output(out) as staging:
-        pipeline.save_pretrained(staging, safe_serialization=True)
+        stock_classes = save_pipeline(pipeline, staging)
+        write_removed_units_record(args.model, pipeline.unet, staging, stock_classes)
         write_json_atomically(staging / "distillation_report.json", {
             "student": args.model, "teacher": args.teacher, "settings": asdict(settings), "history": history,
         })

@@ -16,6 +16,7 @@ def run(args) -> int:
     from ..export import export_plain
     from ..loading import load_pipeline, with_unet
     from ..outputs import check_new_output, staged_output
+    from ..pruned_models import write_removed_units_record
 
     out = check_new_output(args.out)
     pipeline = load_pipeline(args.model)
@@ -24,5 +25,6 @@ def run(args) -> int:
     plain = with_unet(pipeline, export_plain(pipeline.unet))
     with staged_output(out) as staging:
         plain.save_pretrained(staging, safe_serialization=True)
+        write_removed_units_record(args.model, pipeline.unet, staging, stock_classes=True)
     print(f"saved a stock diffusers pipeline to {out}")
     return 0
