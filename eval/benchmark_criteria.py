@@ -11,6 +11,7 @@ budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/res
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.criteria import available_criteria, get_criterion  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
-from diffprune.evaluation import evaluate  # noqa: E402
+from diffprune.evaluation import EvaluationSettings, evaluate, load_models, run_evaluation  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
 from diffprune.pruning import prune  # noqa: E402
 
@@ -59,43 +60,72 @@ def parse_criterion(spec: str) -> tuple[str, dict]:
 
 
 def run_model(model, args, work_root):
+    """Cut every (criterion, budget) once (random: once per repeat), then evaluate all cuts of a repeat in one
+    evaluation run against the original, so the original's samples are drawn once per seed, not once per cut."""
     original = load_pipeline(model)
     calibration = dict(num_samples=args.calibration_samples, num_inference_steps=args.inference_steps,
                        prompts=default_prompts(original))
-    rows, original_clip = [], []
+    cuts = {}  # (spec, keep) -> {"results": [PruneResult per repeat, or one shared], "seconds": ...}
     for spec in args.criteria:
         criterion, criterion_options = parse_criterion(spec)
         for keep in args.budgets:
-            fids, clips, seconds, kept = [], [], [], None
-            for repeat in range(args.repeats):
-                started = time.perf_counter()
+            results, started = [], time.perf_counter()
+            # deterministic criteria select once; random redraws its selection for every repeat
+            for repeat in range(args.repeats if criterion == "random" else 1):
                 options = {**criterion_options, **({"seed": repeat} if criterion == "random" else {})} or None
-                if criterion != "random" and repeat > 0:
-                    result = cached  # deterministic selection: only the evaluation seeds change
-                else:
-                    try:
-                        result = prune(
-                            original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
-                            work_dir=work_root / model / work_name(spec, keep, repeat, options),
-                            criterion_options=options, show_progress=False,
-                        )
-                    except DiffpruneError as error:
-                        print(f"{model} {criterion} {keep}: {error}")
-                        break
-                    cached = result
-                seconds.append(time.perf_counter() - started)
-                kept = result.report["kept_fraction"]["macs"]
-                fid, clip, reference_clip = quality(result.pipeline, original, model, args, seed=1000 * repeat)
-                fids.append(fid)
-                if clip is not None:
-                    clips.append(clip)
-                    original_clip.append(reference_clip)
-            if fids:
-                rows.append({"criterion": spec, "keep": keep, "kept": kept, "fid": fids, "clip": clips,
-                             "prune_seconds": seconds[0], "removed": len(result.removed)})
-                print(f"{model} {spec:12s} keep {keep:.1f}: kept {kept:.3f} FID {statistics.mean(fids):.2f}"
-                      + (f" CLIP {statistics.mean(clips):.2f}" if clips else ""), flush=True)
+                try:
+                    results.append(prune(
+                        original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
+                        work_dir=work_root / model / work_name(spec, keep, repeat, options),
+                        criterion_options=options, show_progress=False,
+                    ))
+                except DiffpruneError as error:
+                    print(f"{model} {spec} {keep}: {error}")
+                    break
+            if results:
+                cuts[(spec, keep)] = {"results": results, "seconds": time.perf_counter() - started}
+                print(f"{model} {spec:12s} keep {keep:.1f}: cut in {cuts[(spec, keep)]['seconds']:.0f} s", flush=True)
+
+    scores = {key: {"fid": [], "clip": []} for key in cuts}
+    original_clip = []
+    for repeat in range(args.repeats):
+        labels = {f"{spec} @ {keep}": (spec, keep) for spec, keep in cuts}
+        models = {"original": original}
+        for label, key in labels.items():
+            results = cuts[key]["results"]
+            models[label] = results[repeat % len(results)].pipeline
+        run = run_evaluation(load_models(models), "original", EvaluationSettings(
+            metrics=("fid", "clip") if model == "digits-t2i" else ("fid",), num_samples=args.eval_samples,
+            seed=1000 * repeat, num_inference_steps=args.eval_steps, fid_features=FEATURES[model],
+            clip_model="digits-clip" if model == "digits-t2i" else None, show_progress=False,
+        ))
+        for label, key in labels.items():
+            scores[key]["fid"].append(run.rows[label]["fid"]["vs_reference"])
+            if run.rows[label].get("clip_score") is not None:
+                scores[key]["clip"].append(run.rows[label]["clip_score"])
+        if run.rows["original"].get("clip_score") is not None:
+            original_clip.append(run.rows["original"]["clip_score"])
+        print(f"{model}: evaluated repeat {repeat + 1}/{args.repeats}", flush=True)
+
+    rows = []
+    for (spec, keep), cut in cuts.items():
+        first = cut["results"][0]
+        rows.append({"criterion": spec, "keep": keep, "kept": first.report["kept_fraction"]["macs"],
+                     "fid": scores[(spec, keep)]["fid"], "clip": scores[(spec, keep)]["clip"],
+                     "prune_seconds": cut["seconds"] / len(cut["results"]), "removed": len(first.removed),
+                     "removed_units": first.removed})
+        print(f"{model} {spec:12s} keep {keep:.1f}: kept {rows[-1]['kept']:.3f} FID {statistics.mean(rows[-1]['fid']):.2f}"
+              + (f" CLIP {statistics.mean(rows[-1]['clip']):.2f}" if rows[-1]["clip"] else ""), flush=True)
     return rows, (statistics.mean(original_clip) if original_clip else None)
+
+
+def name_kind(name: str) -> str:
+    """A unit's kind read off its module path (the report's unit list has it too; names suffice here)."""
+    leaf = name.rsplit(".", 1)[-1]
+    kinds = {"attn1": "self-attention", "attn2": "cross-attention", "ff": "feed-forward", "mid_block": "mid block"}
+    if leaf in kinds:
+        return kinds[leaf]
+    return "resnet" if ".resnets." in name else "transformer block" if ".transformer_blocks." in name else "attention block"
 
 
 def mean_std(values) -> str:
@@ -169,6 +199,12 @@ def main():
                 lines.append(f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
                              f"{mean_std(row['fid'])} | " + (f"{mean_std(row['clip'])} | " if has_clip else "")
                              + f"{row['prune_seconds']:.0f} s |")
+            lines += ["", "What each LD-Pruner statistic removes (unit kinds):", ""]
+            for row in rows:
+                if row["criterion"].startswith("ld-pruner"):
+                    kinds = collections.Counter(name_kind(name) for name in row["removed_units"])
+                    lines.append(f"- {row['criterion']} at {row['keep']:.1f}: "
+                                 + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
             if len(args.budgets) > 1:
                 lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
             title = f"Criteria side by side on {model} (no fine-tuning)" + (f", {args.section}" if args.section else "")
