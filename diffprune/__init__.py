@@ -32,6 +32,8 @@ _EXPORTS = {
     "DistillSettings": "distillation",
     "CalibrationSettings": "adapters",
     "export_plain": "export",
+    "adapt_lora": "lora",
+    "AdaptedLora": "lora",
     "evaluate": "evaluation",
     "compare_and_report": "evaluation",
     "generate": "generation",

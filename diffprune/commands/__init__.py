@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-COMMANDS = ["units", "prune", "eval", "compare", "distill", "demo", "export"]
+COMMANDS = ["units", "prune", "eval", "compare", "distill", "demo", "export", "lora"]
 
 
 def register_all(subparsers) -> None:
