@@ -102,3 +102,20 @@ def test_cut_a_stock_config_expresses_is_saved_with_stock_classes(tmp_path):
     reloaded = DiffusionPipeline.from_pretrained(tmp_path)
     reloaded.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(_generate_sd(reloaded), expected)
+
+
+def test_distilled_folder_keeps_the_removed_units_in_plain_words(tmp_path):
+    from types import SimpleNamespace
+
+    from diffprune.commands.distill import save_distilled
+    from diffprune.distillation import DistillSettings
+
+    pipeline = tiny_ddpm_pipeline()
+    pipeline.unet = diffprune.remove_units(pipeline.unet, ["down_blocks.1.attentions.0"])
+    pipeline.save_pretrained(tmp_path / "cut")  # by hand: no pruning report, the config names the unit
+    args = SimpleNamespace(model=str(tmp_path / "cut"), teacher="original")
+    save_distilled(pipeline, [{"loss": 1.0}], DistillSettings(steps=1), args, tmp_path / "distilled")
+    report = json.loads((tmp_path / "distilled" / "pruning_report.json").read_text())
+    assert report["removed_units"] == ["down_blocks.1.attentions.0"]
+    card = (tmp_path / "distilled" / "README.md").read_text()
+    assert "- `down_blocks.1.attentions.0`" in card and "trust_remote_code=True" in card
