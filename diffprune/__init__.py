@@ -2,10 +2,10 @@
 
 Attributes are imported lazily so `diffprune --help` stays fast. No submodule shares a name with an
 exported function (pruning.py holds prune, distillation.py holds distill): importing a submodule binds its
-name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose:
-diffusers resolves a model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] by importing this
-module and looking its base classes up as attributes, so stock `DiffusionPipeline.from_pretrained` can
-reload pruned pipelines.
+name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose: for a
+model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet is passed in (what
+`load_pipeline` does), diffusers checks the passed UNet against this module's base classes, looked up as
+attributes.
 """
 
 from importlib import import_module
