@@ -52,10 +52,11 @@ def removed_unit_names(unet) -> list[str]:
 
 def in_saved_form(pipeline):
     """The pipeline as it is saved: with a stock UNet where a stock config expresses the cut, else unchanged."""
-    from .export import export_plain, plain_config
+    from .export import PLAIN_CLASSES, export_plain, plain_config
     from .loading import with_unet
 
-    if not removed_unit_names(pipeline.unet):
+    # AudioLDM2's UNet has no stock class diffusers could load by that config alone.
+    if not removed_unit_names(pipeline.unet) or type(pipeline.unet).__name__ not in PLAIN_CLASSES:
         return pipeline
     try:
         plain_config(pipeline.unet)
