@@ -8,11 +8,16 @@ diffprune.remove_units to:
     concatenations, change width and are not bypassable units here);
   * sets keeping about 0.8 / 0.7 / 0.6 of the MACs, removing units largest-MACs first (weights are random, so
     no importance criterion would mean anything).
-MACs come from diffprune.costs.count_macs on each cut model; latency from diffprune.latency (CUDA-synchronised
-torch.utils.benchmark). Writes JSON and prints a Markdown table.
+MACs come from diffprune.costs.count_macs on each cut model; latency from diffprune.latency: torch.utils.benchmark,
+GPU-synchronised, median and IQR of 20 runs after 5 warm-up calls on CUDA (5 after 2 on a CPU). Timed as users
+run SD: the UNet at the batch the pipeline hands it (classifier-free guidance doubles it, --guidance-scale 7.5)
+and the whole call with guidance. Each mode is compared with the dense model in the same mode and batch:
+eager always; --channels-last adds the UNet in channels_last; --compile adds torch.compile (on CUDA
+mode="reduce-overhead", CUDA graphs; compilation happens in the warm-up and is not timed).
+Writes JSON and prints a Markdown table; CUDA runs go to the docs/results.md section sd15-speedup-gpu.
 
     python eval/benchmark_sd15_speedup.py --device cpu --parts unet --batch-sizes 1 --runs 3 --warmup 1
-    python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,4 --runs 10
+    python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,8 --channels-last --compile
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from results_file import cpu_name, write_section  # noqa: E402
 
 import diffprune  # noqa: E402
 from diffprune.costs import count_macs, count_parameters  # noqa: E402
-from diffprune.evaluation import unet_costs  # noqa: E402
-from diffprune.latency import LatencySettings, check_device, measure_pipeline_latency, speedups, torch_dtype  # noqa: E402
+from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
+from diffprune.latency import LatencySettings, measure_pipeline_latency, speedups  # noqa: E402
 from diffprune.units import find_units  # noqa: E402
 
 LATENT_CHANNELS = 4
@@ -99,20 +104,34 @@ def greedy_units_for_macs(units, total_macs: int, keep: float) -> list[str]:
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if a GPU is visible, else cpu)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="default: fp16 on CUDA, fp32 on CPU")
     parser.add_argument("--resolution", type=int, default=512, help="image side in pixels (latent side = /8)")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps of the timed pipeline call")
-    parser.add_argument("--batch-sizes", default="1,4", help="comma-separated (default 1,4)")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (SD's default 7.5)")
+    parser.add_argument("--batch-sizes", default=None, help="comma-separated images per call (default: 1,8 on CUDA, 1 on CPU)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs (default: 20 on CUDA, 5 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up runs (default: 5 on CUDA, 2 on CPU)")
     parser.add_argument("--parts", default="unet,pipeline", help="unet, pipeline or both (default both)")
     parser.add_argument("--keep", default="0.8,0.7,0.6", help="MACs fractions for the greedy sets")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd UNets (CUDA: reduce-overhead)")
+    parser.add_argument("--channels-last", action="store_true", help="also time the UNets in channels_last")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", default="eval/results/sd15_speedup.json", help="JSON results file")
+    parser.add_argument("--out", default=None, help="JSON results file (default: eval/results/sd15_speedup_<device>.json)")
     parser.add_argument("--no-results-md", action="store_true", help="do not write the table into docs/results.md")
     return parser.parse_args()
+
+
+def modes(args) -> dict[str, dict]:
+    """Timing modes: eager always, plus channels_last and compiled when asked (compiled in channels_last too
+    when both are asked, as one would deploy it)."""
+    chosen = {"eager": {"compile": False, "channels_last": False}}
+    if args.channels_last:
+        chosen["channels-last"] = {"compile": False, "channels_last": True}
+    if args.compile:
+        chosen["compiled" + (", channels-last" if args.channels_last else "")] = {
+            "compile": True, "channels_last": args.channels_last}
+    return chosen
 
 
 def hardware(device: str) -> str:
@@ -128,102 +147,129 @@ def main() -> None:
     diffusers_logging.set_verbosity_error()  # .to(dtype) warns about fp32-only modules these models do not have
     if args.threads:
         torch.set_num_threads(args.threads)
-    check_device(args.device)
-    dtype_name = args.dtype or ("fp16" if torch.device(args.device).type == "cuda" else "fp32")
+    args.device = resolve_device(args.device)
+    on_gpu = torch.device(args.device).type == "cuda"
+    dtype_name = args.dtype or ("fp16" if on_gpu else "fp32")
     dtype = torch_dtype(dtype_name, args.device)
     parts = {part.strip() for part in args.parts.split(",")}
-    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+    batch_sizes = [int(size) for size in (args.batch_sizes or ("1,8" if on_gpu else "1")).split(",")]
     started = time.time()
     load_at_start = os.getloadavg()[0]  # other jobs on the machine make CPU timings noisy; the report says how noisy
 
     torch.manual_seed(0)
-    dense = sd15_unet(args.resolution)
-    units = find_units(dense)  # probes shapes and counts unit MACs at batch 1, this resolution
+    # The whole pipeline, also for UNet-only timing: it decides the UNet's batch (guidance) and text length.
+    pipeline = sd15_pipeline(sd15_unet(args.resolution)).to(args.device, dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    dense = pipeline.unet
+    units = find_units(dense)  # probes shapes and counts unit MACs at batch 1, this resolution, on the device
     dense_macs = count_macs(dense)
-    dense = dense.to(args.device, dtype)
     names = {unit.name for unit in units}
     unit_sets = {"dense": [], "bk-sdm-like": bk_sdm_like_units(names)}
     for keep in (float(value) for value in args.keep.split(",")):
         unit_sets[f"greedy {keep:.1f} MACs"] = greedy_units_for_macs(units, dense_macs, keep)
 
-    pipeline = sd15_pipeline(dense) if "pipeline" in parts else None
-    if pipeline is not None:
-        pipeline.to(args.device, dtype)
     rows = []
     for label, removed in tqdm(unit_sets.items(), desc="unit sets"):
         unet = diffprune.remove_units(dense, removed) if removed else dense
-        macs = unet_costs(unet)["macs"]  # counted on the cut model (batch 1, this resolution), not summed from units
-        if pipeline is not None:
-            pipeline.unet = unet
-        for batch_size in batch_sizes:
-            settings = LatencySettings(batch_size=batch_size, runs=args.runs, warmup=args.warmup,
-                                       num_inference_steps=args.steps, compile=args.compile,
-                                       measure_unet="unet" in parts, measure_pipeline="pipeline" in parts)
-            holder = pipeline if pipeline is not None else _UnetOnly(unet)
-            latency = measure_pipeline_latency(holder, settings)
-            rows.append({"set": label, "removed_units": removed, "params": count_parameters(unet), "macs": macs,
-                         "macs_fraction": macs / dense_macs, "batch_size": batch_size, "latency": latency})
+        macs = count_macs(unet)  # counted on the cut model (batch 1, this resolution), not summed from units
+        pipeline.unet = unet
+        for mode, options in modes(args).items():
+            for batch_size in batch_sizes:
+                settings = LatencySettings(batch_size=batch_size, runs=args.runs, warmup=args.warmup,
+                                           num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+                                           measure_unet="unet" in parts, measure_pipeline="pipeline" in parts, **options)
+                latency = measure_pipeline_latency(pipeline, settings)
+                rows.append({"set": label, "mode": mode, "removed_units": removed, "params": count_parameters(unet),
+                             "macs": macs, "macs_fraction": macs / dense_macs, "batch_size": batch_size,
+                             "latency": latency})
+                if on_gpu and options["compile"]:
+                    torch._dynamo.reset()  # each cut is a new graph; do not keep every compiled UNet alive
+        pipeline.unet = dense
         if unet is not dense:
             del unet
-            if torch.cuda.is_available():
+            if on_gpu:
                 torch.cuda.empty_cache()
     for row in rows:
-        baseline = next(r for r in rows if r["set"] == "dense" and r["batch_size"] == row["batch_size"])
+        baseline = next(r for r in rows if r["set"] == "dense" and r["batch_size"] == row["batch_size"]
+                        and r["mode"] == row["mode"])
         row["speedup"] = speedups(row["latency"], baseline["latency"], row["macs"], baseline["macs"])
 
+    first = rows[0]["latency"]
+    timing = first.get("unet_forward") or first.get("pipeline")
     result = {
         "command": "python eval/benchmark_sd15_speedup.py " + " ".join(_given_options(args)),
         "hardware": hardware(args.device), "device": args.device, "dtype": dtype_name, "resolution": args.resolution,
-        "latent": args.resolution // VAE_SCALE, "steps": args.steps, "runs": args.runs, "warmup": args.warmup,
-        "compile": args.compile, "torch": torch.__version__, "wall_s": round(time.time() - started, 1),
+        "latent": args.resolution // VAE_SCALE, "steps": args.steps, "guidance_scale": args.guidance_scale,
+        "runs": timing["runs"], "warmup": timing["warmup"], "modes": list(modes(args)),
+        "torch": torch.__version__, "wall_s": round(time.time() - started, 1),
         "load_average": f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (1-minute)", "rows": rows,
     }
-    out = Path(args.out)
+    out = Path(args.out or f"eval/results/sd15_speedup_{torch.device(args.device).type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(markdown_table(result))
     if not args.no_results_md:
-        write_section(RESULTS_KEY, results_section(result))
+        write_section(results_key(args.device, dtype_name), results_section(result))
     print(f"\nwrote {out} in {result['wall_s']} s")
 
 
-class _UnetOnly:
-    """Just enough of a pipeline for measure_pipeline_latency to time the UNet forward alone."""
-
-    def __init__(self, unet):
-        self.unet = unet
-        self.tokenizer = None
-
-
 RESULTS_KEY = "sd15-speedup"
+GPU_RESULTS_KEY = "sd15-speedup-gpu"
+GPU_COMMAND = "python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,8 --channels-last --compile"
+
+
+def results_key(device: str, dtype_name: str) -> str:
+    """CPU runs fill sd15-speedup; GPU runs sd15-speedup-gpu (fp16, what users deploy) or one section per other dtype."""
+    if not device.startswith("cuda"):
+        return RESULTS_KEY
+    return GPU_RESULTS_KEY if dtype_name == "fp16" else f"{GPU_RESULTS_KEY}-{dtype_name}"
+WHAT_IS_CUT = (
+    "Random-weight UNet with SD-1.5's configuration (block_out_channels 320/640/1280/1280, cross_attention_dim "
+    "768, attention_head_dim 8, layers_per_block 2), cut with `diffprune.remove_units`: a BK-SDM-Base-like set "
+    "(mid block, second resnet + attention of each down stage, second attention of each cross-attention up "
+    "stage; BK-SDM's up-stage resnets take skip concatenations and are not bypassable units) and sets keeping "
+    "about 0.8 / 0.7 / 0.6 of the MACs (largest-MACs units first). MACs are counted on each cut model with "
+    "`diffprune.costs.count_macs`; *predicted* is dense MACs / cut MACs, *realisation* is measured speedup / "
+    "predicted."
+)
 
 
 def results_section(result: dict) -> str:
-    """The docs/results.md section: what was cut, how it was measured, the table, what was not measured."""
-    measured_on_gpu = result["device"].startswith("cuda")
+    """The docs/results.md section: what was cut, how it was measured, the table."""
+    on_gpu = result["device"].startswith("cuda")
     return "\n".join([
-        "## SD-1.5-shape speedup",
+        "## SD-1.5-shape speedup" + (" on a GPU" if on_gpu else ""),
         "",
-        "Random-weight UNet with SD-1.5's configuration (block_out_channels 320/640/1280/1280, cross_attention_dim "
-        "768, attention_head_dim 8, layers_per_block 2), cut with `diffprune.remove_units`: a BK-SDM-Base-like set "
-        "(mid block, second resnet + attention of each down stage, second attention of each cross-attention up "
-        "stage; BK-SDM's up-stage resnets take skip concatenations and are not bypassable units) and sets keeping "
-        "about 0.8 / 0.7 / 0.6 of the MACs (largest-MACs units first). MACs are counted on each cut model with "
-        "`diffprune.costs.count_macs`; *predicted* is dense MACs / cut MACs, *realisation* is measured speedup / "
-        "predicted.",
+        WHAT_IS_CUT,
         "",
         f"Command: `{result['command']}`",
         "",
         f"Hardware: {result['hardware']}, torch {result['torch']}; load average {result.get('load_average', 'not recorded')}. "
-        f"Wall time {result['wall_s']:.0f} s. UNet ms is the median ± interquartile range.",
+        f"Wall time {result['wall_s']:.0f} s. Times are the median ± interquartile range; the UNet is timed at the "
+        f"batch the pipeline hands it (classifier-free guidance at scale {result.get('guidance_scale')} doubles it).",
         "",
         markdown_table(result),
         "",
-        "GPU numbers (fp16 on CUDA, batch 1 and 4, 25-step pipeline at 512x512) were not measured in this session: "
-        "no GPU was lent. Run `python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,4 "
-        "--runs 10` on one to fill them in."
-        if not measured_on_gpu else "",
+        "" if on_gpu else "GPU: see the next section.",
     ]).rstrip()
+
+
+def gpu_placeholder_section() -> str:
+    """The GPU section before anyone has run the benchmark on a GPU: the commands, and no numbers."""
+    return "\n".join([
+        "## SD-1.5-shape speedup on a GPU",
+        "",
+        "Unmeasured: no GPU was lent to the session that wrote this benchmark, so this section holds no numbers. "
+        "On a CUDA machine these commands time the UNet at batch 1 and 8 (guidance doubles the UNet's batch) and "
+        "the 25-step pipeline with classifier-free guidance, eager, in channels_last and compiled "
+        "(`torch.compile(mode=\"reduce-overhead\")`, CUDA graphs), each cut against the dense model in the same "
+        "mode, 20 synchronised runs after 5 warm-up calls (median ± IQR), and replace this section with the table "
+        "(`--dtype bf16` writes a section of its own):",
+        "",
+        f"    {GPU_COMMAND}",
+        "",
+        WHAT_IS_CUT,
+    ])
 
 
 def markdown_table(result: dict) -> str:
@@ -231,9 +277,9 @@ def markdown_table(result: dict) -> str:
         f"{result['hardware']}; {result['device']} {result['dtype']}; {result['resolution']}x{result['resolution']} "
         f"(latent {result['latent']}x{result['latent']}); median of {result['runs']} runs after {result['warmup']} warm-up",
         "",
-        "| set | units removed | params (M) | MACs (G) | MACs kept | batch | UNet ms | UNet speedup | pipeline ms "
-        "| pipeline speedup | predicted (MACs) | realisation UNet | realisation pipeline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| set | mode | units removed | params (M) | MACs (G) | MACs kept | batch | UNet batch | UNet ms | UNet speedup "
+        "| pipeline ms | pipeline speedup | predicted (MACs) | realisation UNet | realisation pipeline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         latency, speedup = row["latency"], row["speedup"]
@@ -241,17 +287,19 @@ def markdown_table(result: dict) -> str:
         def ms(part):
             if part not in latency:
                 return "–"
-            return f"{latency[part]['median_ms']:,.0f} ± {latency[part]['iqr_ms']:,.0f}"
+            return f"{latency[part]['median_ms']:,.1f} ± {latency[part]['iqr_ms']:,.1f}"
 
         def number(key, digits=2):
             value = speedup.get(key)
             return f"{value:.{digits}f}" if value is not None else "–"
 
+        unet_batch = latency.get("unet_forward", {}).get("unet_batch_size", "–")
         lines.append(
-            f"| {row['set']} | {len(row['removed_units'])} | {row['params'] / 1e6:.0f} | {row['macs'] / 1e9:.0f} "
-            f"| {row['macs_fraction']:.2f} | {row['batch_size']} | {ms('unet_forward')} | {number('unet_forward')} "
-            f"| {ms('pipeline')} | {number('pipeline')} | {number('predicted_from_macs')} "
-            f"| {number('realisation_ratio_unet_forward')} | {number('realisation_ratio_pipeline')} |"
+            f"| {row['set']} | {row.get('mode', 'eager')} | {len(row['removed_units'])} | {row['params'] / 1e6:.0f} "
+            f"| {row['macs'] / 1e9:.0f} | {row['macs_fraction']:.2f} | {row['batch_size']} | {unet_batch} "
+            f"| {ms('unet_forward')} | {number('unet_forward')} | {ms('pipeline')} | {number('pipeline')} "
+            f"| {number('predicted_from_macs')} | {number('realisation_ratio_unet_forward')} "
+            f"| {number('realisation_ratio_pipeline')} |"
         )
     return "\n".join(lines)
 
