@@ -2,6 +2,7 @@
 
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,14 @@ from distributed_scoring import score
 
 def launch_two_processes(script: str, *arguments: str) -> None:
     command = [
-        # --multi_gpu on a machine without GPUs starts torchrun processes that talk over gloo on the CPU
+        # --multi_gpu with no GPU visible starts torchrun processes that talk over gloo on the CPU
         # (--cpu alone would start a single process).
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", str(Path(__file__).parent / script), *arguments,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # CPU processes over gloo even on a GPU machine: two processes sharing one GPU over NCCL is not what is tested.
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
