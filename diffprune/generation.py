@@ -156,7 +156,8 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
         output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="pil", **extra)
         return output.images, None, None
     if family == UNCONDITIONAL_IMAGE:
-        output = pipeline(batch_size=len(generators), generator=generators, num_inference_steps=steps, output_type="pil")
+        with _last_sample_in_fp32(pipeline):
+            output = pipeline(batch_size=len(generators), generator=generators, num_inference_steps=steps, output_type="pil")
         return output.images, None, None
     if family == AUDIO_DIFFUSION:
         # Its scheduler steps draw noise too; the per-sample generators keep those draws per sample as well.
@@ -171,6 +172,33 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
     audios = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in output.audios]
     sample_rate = int(pipeline.vocoder.config.sampling_rate)
     return [mel_image(audio, sample_rate) for audio in audios], audios, sample_rate
+
+
+@contextmanager
+def _last_sample_in_fp32(pipeline):
+    """DDPM/DDIM pipelines turn their last sample into numpy, which has no bfloat16: the scheduler's last step
+    hands it back in fp32 (earlier steps keep the model's dtype, which the next UNet call needs)."""
+    from .tensors import output_tensor, replace_output_tensor
+
+    scheduler = pipeline.scheduler
+    step, calls = scheduler.step, [0]
+    wrapper_before = scheduler.__dict__.get("step")  # _stop_at_final_latents' recording step, if inside it
+
+    def step_with_fp32_result(*args, **kwargs):
+        output = step(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == len(scheduler.timesteps):
+            return replace_output_tensor(output, output_tensor(output).float())
+        return output
+
+    scheduler.step = step_with_fp32_result
+    try:
+        yield
+    finally:
+        if wrapper_before is None:
+            del scheduler.step
+        else:
+            scheduler.step = wrapper_before
 
 
 class _FinalLatentsReached(Exception):

@@ -145,3 +145,10 @@ def test_fp16_distillation_on_a_cpu_is_refused():
     with pytest.raises(DiffpruneError, match="fp16 training needs a GPU"):
         diffprune.distill(student, teacher, DistillSettings(steps=1, mixed_precision="fp16"),
                           CalibrationSettings(num_samples=2, num_inference_steps=1), show_progress=False)
+
+
+def test_a_bf16_unconditional_pipeline_generates_images():
+    """diffusers' DDPM pipeline turns its last sample into numpy, which has no bfloat16 (generation.py)."""
+    pipeline = tiny_ddpm_pipeline().to(BF16)
+    batch = diffprune.generate(pipeline, seeds=2, num_inference_steps=2, show_progress=False)
+    assert len(batch.images) == 2 and "step" not in pipeline.scheduler.__dict__
