@@ -26,6 +26,7 @@ sys.modules["diffprune"] = None
 import numpy as np, torch
 from diffusers import AutoModel, DiffusionPipeline
 folder, out = sys.argv[1], sys.argv[2]
+torch.set_num_threads(int(sys.argv[3]))  # the parent's: CPU kernels sum in an order that depends on it
 pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
 pipe.set_progress_bar_config(disable=True)
 images = pipe(["a 7", "a 3"], num_inference_steps=3, guidance_scale=5.0, output_type="np",
@@ -71,7 +72,8 @@ def test_a_fresh_interpreter_without_diffprune_loads_the_pipeline_and_the_unet(t
     script.write_text(WITHOUT_DIFFPRUNE)
     # Outside the repository, with its own module cache, so nothing but the folder can supply the code.
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    run = subprocess.run([sys.executable, str(script), str(folder), str(out)], cwd=tmp_path, env=env,
+    argv = [sys.executable, str(script), str(folder), str(out), str(torch.get_num_threads())]
+    run = subprocess.run(argv, cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[0].startswith("diffusers_modules"), "the class came from the folder's code"
