@@ -9,6 +9,10 @@ sample: several variants of the model in one batch). When a module sees a batch 
 number of variants, the gate vector is tiled, which is what classifier-free guidance needs: the pipeline
 concatenates [unconditional, conditional] halves, and variant j governs sample j of both halves.
 The values may be a learnable parameter (soft masks).
+
+Values may live anywhere (callers build them on the CPU); each module's gate is taken to the device and dtype
+of the tensor it blends. Fixed values are copied to a device once per (device, dtype), not once per module
+call, and "is this gate all ones" is answered from the CPU copy, so a CUDA model is not synchronised per unit.
 """
 
 from __future__ import annotations
@@ -28,14 +32,25 @@ class Gates:
     def __init__(self, unet: nn.Module, units: list[Unit], values: torch.Tensor | None = None):
         self.units = list(units)
         self.values = values if values is not None else torch.ones(len(self.units))
+        learnable = self.values.requires_grad
+        self._all_ones = None if learnable else [bool((value == 1).all()) for value in self.values.detach().cpu()]
+        self._placed: dict[tuple, torch.Tensor] = {}  # fixed values on each (device, dtype) the model uses
         modules = dict(unet.named_modules())
         self._handles = [
             modules[unit.name].register_forward_hook(self._hook(index, unit.gate_form), with_kwargs=True)
             for index, unit in enumerate(self.units)
         ]
 
+    def _values_like(self, like: torch.Tensor) -> torch.Tensor:
+        if self._all_ones is None:  # learnable: a differentiable copy on every call
+            return self.values.to(dtype=like.dtype, device=like.device)
+        key = (like.device, like.dtype)
+        if key not in self._placed:
+            self._placed[key] = self.values.to(dtype=like.dtype, device=like.device)
+        return self._placed[key]
+
     def _gate_for(self, index: int, like: torch.Tensor) -> torch.Tensor:
-        gate = self.values[index]
+        gate = self._values_like(like)[index]
         if gate.ndim == 1:  # one value per variant; tile over batch halves (classifier-free guidance)
             repeats, remainder = divmod(like.shape[0], gate.shape[0])
             if remainder:
@@ -43,12 +58,11 @@ class Gates:
                     f"batch of {like.shape[0]} is not a multiple of the {gate.shape[0]} gate variants"
                 )
             gate = gate.repeat(repeats).view(-1, *([1] * (like.ndim - 1)))
-        return gate.to(dtype=like.dtype, device=like.device)
+        return gate
 
     def _hook(self, index: int, gate_form: str):
         def hook(module, args, kwargs, output):
-            raw = self.values[index]
-            if not raw.requires_grad and bool((raw == 1).all()):
+            if self._all_ones is not None and self._all_ones[index]:
                 return output  # the original, bit for bit
             y = output_tensor(output)
             gate = self._gate_for(index, y)

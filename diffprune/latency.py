@@ -108,10 +108,10 @@ def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | 
         common["compile_mode"] = compile_mode(placement.device)
     result = {}
     original_unet = pipeline.unet  # example_inputs reads its config; a compiled wrapper hides it
+    batch = unet_batch_size(pipeline, settings)
     with channels_last_unet(original_unet, settings.channels_last), compiled_unet(pipeline, settings.compile) as unet, \
             torch.inference_mode():
         if settings.measure_unet:
-            batch = unet_batch_size(pipeline, settings)
             inputs = example_inputs(original_unet, batch, text_length=text_length(pipeline))
             if settings.channels_last:
                 inputs["sample"] = inputs["sample"].contiguous(memory_format=torch.channels_last)

@@ -117,7 +117,7 @@ def test_default_metrics_follow_the_family(dense, pruned, features):
         ({"metrics": "fid", "num_samples": 1}, "at least 2 samples"),
         ({"real_images": "/nonexistent/folder"}, "is not a folder"),
         ({"fid_weights": "/nonexistent/weights.pth"}, "is not a file"),
-        ({"dtype": "fp16"}, "fp16 needs a GPU"),
+        ({"dtype": "fp16", "device": "cpu"}, "fp16 needs a GPU"),
     ],
 )
 def test_bad_settings_are_one_line_errors(overrides, message):
