@@ -15,6 +15,7 @@ import re
 
 from diffusers import UNet2DConditionModel, UNet2DModel
 
+from .devices import placement_of
 from .errors import DiffpruneError
 
 ATTENTION_FREE = {
@@ -70,5 +71,5 @@ def export_plain(unet):
     # Only attention-free blocks may lose keys (their attention weights are gone in both models).
     if missing or any(not re.search(r"attentions\.", key) for key in unexpected):
         raise DiffpruneError(f"plain export could not map weights ({len(missing)} missing); please report this")
-    parameter = next(unet.parameters())
-    return plain.to(device=parameter.device, dtype=parameter.dtype).eval()
+    placement = placement_of(unet)
+    return plain.to(device=placement.device, dtype=placement.dtype).eval()
