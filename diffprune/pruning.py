@@ -5,8 +5,8 @@ Progressive mode (rounds=K) removes a slice of the budget per round and re-score
 
 Precision: `dtype` is the precision scoring runs in; the default (None) is the pipeline's own, so a pipeline
 loaded in bf16 or fp16 scores in it and an fp32 one in fp32. Measured on the bundled models (docs/results.md,
-"LD-Pruner scoring in fp32 and bf16"): bf16 LD-Pruner scores kept the fp32 ranking (Spearman 0.98 to 0.999, the
-same or nearly the same units selected) but ran several times slower on a CPU without bf16 arithmetic, so
+"LD-Pruner scoring in fp32 and bf16"): bf16 LD-Pruner scores kept the fp32 ranking (Spearman 0.96 to 0.999, the
+same or nearly the same units selected) but ran 7 to 18 times slower on a CPU without bf16 arithmetic, so
 bf16 is not forced on anyone; on a GPU `dtype="bf16"` is the option to check with eval/benchmark_scoring_speed.py.
 Scoring in another dtype works on a converted copy; the cut is always taken from the input pipeline's own
 weights, so the pruned model keeps their precision, and the input pipeline is never changed.

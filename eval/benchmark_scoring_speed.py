@@ -12,8 +12,8 @@ how many of the units that `select_units` removes at 0.7 of the MACs are the sam
     python eval/benchmark_scoring_speed.py --models sd15-shape --device cuda --dtypes fp32,bf16,fp16
 
 The default scoring precision of `diffprune prune` (the pipeline's own, see diffprune/pruning.py) was chosen
-from this measurement on the CPU: bf16 kept the fp32 ranking of the bundled models closely (Spearman 0.98 to
-0.999, the same or nearly the same units selected at 0.7 of the MACs) but ran several times slower, because
+from this measurement on the CPU: bf16 kept the fp32 ranking of the bundled models closely (Spearman 0.96 to
+0.999, the same or nearly the same units selected at 0.7 of the MACs) but ran 7 to 18 times slower, because
 the CPU has no bf16 arithmetic. So half precision is an explicit `--dtype` choice (or the dtype a user loads
 the pipeline in); on a GPU, run the sd15-shape command above to see whether it pays there.
 """
@@ -110,7 +110,8 @@ def measure(model: str, args) -> list[dict]:
 def markdown(rows: list[dict], args, command: str, load_average: str) -> str:
     first = args.dtypes.split(",")[0]
     lines = [
-        "## LD-Pruner scoring in fp32 and bf16: ranking and speed",
+        f"## LD-Pruner scoring in {' and '.join(args.dtypes.split(','))} ({', '.join(dict.fromkeys(r['model'] for r in rows))}): "
+        "ranking and speed",
         "",
         f"Command: `{command}` · hardware: {hardware()}; {args.threads or torch.get_num_threads()} torch thread(s); "
         f"load average {load_average} (1-minute).",
