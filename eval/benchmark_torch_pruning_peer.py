@@ -127,13 +127,14 @@ def pipeline_with(original, unet):
 
 
 def reload_error(save) -> str | None:
-    """None if the saved cut reloads with stock diffusers, else the first line of the error."""
+    """None if the saved cut reloads with stock diffusers, else the first line of the error. trust_remote_code
+    lets a diffprune cut bring its own module code (unet/diffprune.py); a Torch-Pruning cut has none to bring."""
     from diffusers import DiffusionPipeline
 
     with tempfile.TemporaryDirectory() as folder:
         try:
             save(Path(folder) / "cut")
-            DiffusionPipeline.from_pretrained(Path(folder) / "cut")
+            DiffusionPipeline.from_pretrained(str(Path(folder) / "cut"), trust_remote_code=True)
         except Exception as error:  # noqa: BLE001 - any failure is the finding we report
             message = str(error).strip().splitlines()[0].split(". If you want")[0]
             return f"{type(error).__name__}: {' '.join(message.split())[:160]}"
