@@ -10,6 +10,8 @@ The cut model is an instance of a `Pruned*` subclass of the original class whose
 
 from __future__ import annotations
 
+import torch
+
 from .devices import placement_of
 from .errors import DiffpruneError
 # The removal mechanics live in removal.py, which saved cuts also carry as their own code.
@@ -44,7 +46,10 @@ def remove_units(unet: nn.Module, names) -> nn.Module:
     config = dict(unet.config)
     config["removed_units"] = removed
     placement = placement_of(unet)
-    pruned = pruned_class_for(type(unet)).from_config(config).to(device=placement.device, dtype=placement.dtype)
+    pruned = pruned_class_for(type(unet)).from_config(config)
+    # nn.Module.to, not ModelMixin.to: diffusers warns on every dtype cast ("modules that should be kept in
+    # float32: []"), even for models that keep nothing in fp32, which buried the CLI's own output.
+    torch.nn.Module.to(pruned, device=placement.device, dtype=placement.dtype)
     # Only surviving modules are in the new model, so the original's state dict maps onto it by name.
     state = {key: value for key, value in unet.state_dict().items() if not _under_any(key, names)}
     pruned.load_state_dict(state, strict=True)
