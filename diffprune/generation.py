@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import DiffpruneError
+from .unet_inputs import needs_image_embeddings
 
 TEXT_TO_IMAGE = "text-to-image"
 UNCONDITIONAL_IMAGE = "unconditional-image"
@@ -47,6 +48,12 @@ class GeneratedBatch:
 
 def pipeline_family(pipeline) -> str:
     """Which of FAMILIES a pipeline belongs to, judged by its components, not its class name."""
+    unet = getattr(pipeline, "unet", None)
+    if unet is not None and needs_image_embeddings(unet.config):  # Kandinsky 2.x: none of FAMILIES can call it
+        raise DiffpruneError(
+            f"{type(pipeline).__name__} needs image_embeds from a prior pipeline, which prune and evaluate cannot "
+            "supply yet: pass its UNet alone (diffprune.find_units / diffprune.remove_units(pipeline.unet, units))"
+        )
     if getattr(pipeline, "mel", None) is not None:
         return AUDIO_DIFFUSION
     if getattr(pipeline, "vocoder", None) is not None:
