@@ -56,8 +56,8 @@ def main():
     text = (f"## Selection order: lowest score vs lowest score per MAC\n\nCommand: `{command}` · hardware: {hardware()}\n\n"
             f"Same LD-Pruner scores (16 calibration samples x 10 steps of the pipeline's own sampler), keep_macs {args.keep_macs}; FID/CLIP "
             f"as in the criteria table ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std over "
-            f"{args.repeats} sample seeds).\n\n" + "\n".join(lines) + "\n\nScore per MAC removes the mid block first "
-            "(the single most disruptive unit, but the largest), so the default is lowest score first.")
+            f"{args.repeats} sample seeds).\n\n" + "\n".join(lines) + "\n\nScore per MAC favours the largest units, whose "
+            "single-unit scores are high (the mid block above all), so the default is lowest score first.")
     print(text)
     write_section("ranking", text)
 
