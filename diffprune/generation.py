@@ -182,23 +182,19 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
 
 
 @contextmanager
-def _last_sample_in_fp32(pipeline):
-    """DDPM/DDIM pipelines turn their last sample into numpy, which has no bfloat16: the scheduler's last step
-    hands it back in fp32 (earlier steps keep the model's dtype, which the next UNet call needs)."""
-    from .tensors import output_tensor, replace_output_tensor
-
-    scheduler = pipeline.scheduler
+def _on_last_step(scheduler, action):
+    """Within the block, the output of the scheduler's last `step` of a call (the final sample) passes through
+    `action`, which may replace it or raise. One wrapper for both uses below, so the "last step" rule (the
+    number of steps equals len(timesteps), also for schedulers that step twice per timestep) lives once."""
     step, calls = scheduler.step, [0]
-    wrapper_before = scheduler.__dict__.get("step")  # _stop_at_final_latents' recording step, if inside it
+    wrapper_before = scheduler.__dict__.get("step")  # an enclosing _on_last_step's wrapper, if any
 
-    def step_with_fp32_result(*args, **kwargs):
+    def wrapped_step(*args, **kwargs):
         output = step(*args, **kwargs)
         calls[0] += 1
-        if calls[0] == len(scheduler.timesteps):
-            return replace_output_tensor(output, output_tensor(output).float())
-        return output
+        return action(output) if calls[0] == len(scheduler.timesteps) else output
 
-    scheduler.step = step_with_fp32_result
+    scheduler.step = wrapped_step
     try:
         yield
     finally:
@@ -206,6 +202,14 @@ def _last_sample_in_fp32(pipeline):
             del scheduler.step
         else:
             scheduler.step = wrapper_before
+
+
+def _last_sample_in_fp32(pipeline):
+    """DDPM/DDIM pipelines turn their last sample into numpy, which has no bfloat16: the scheduler's last step
+    hands it back in fp32 (earlier steps keep the model's dtype, which the next UNet call needs)."""
+    from .tensors import output_tensor, replace_output_tensor
+
+    return _on_last_step(pipeline.scheduler, lambda output: replace_output_tensor(output, output_tensor(output).float()))
 
 
 class _FinalLatentsReached(Exception):
@@ -222,21 +226,15 @@ def _stop_at_final_latents(pipeline):
     calls) whose last `step` raises _FinalLatentsReached with its prev_sample, so nothing is decoded."""
     from .tensors import output_tensor
 
+    def stop(output):
+        raise _FinalLatentsReached(output_tensor(output))
+
     original = pipeline.scheduler
     scheduler = type(original).from_config(original.config)
-    step, calls = scheduler.step, [0]
-
-    def recording_step(*args, **kwargs):
-        output = step(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == len(scheduler.timesteps):
-            raise _FinalLatentsReached(output_tensor(output))
-        return output
-
-    scheduler.step = recording_step
     pipeline.scheduler = scheduler
     try:
-        yield
+        with _on_last_step(scheduler, stop):
+            yield
     finally:
         pipeline.scheduler = original
 
