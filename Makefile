@@ -29,7 +29,10 @@ chromium:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium not available: the HTML rendering test will be skipped"
 
+# Lint and format check first (config in pyproject.toml), then the tests.
 test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests
 
 clean:

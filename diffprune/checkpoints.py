@@ -28,7 +28,9 @@ def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def save_checkpoint(folder: Path, step: int, model, optimizer, ema_state: dict[str, torch.Tensor] | None, extra: dict) -> None:
+def save_checkpoint(
+    folder: Path, step: int, model, optimizer, ema_state: dict[str, torch.Tensor] | None, extra: dict
+) -> None:
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -71,8 +71,9 @@ DEFAULT_RUNS = {"cuda": 20, "cpu": 5}
 DEFAULT_WARMUP = {"cuda": 5, "cpu": 2}
 
 
-def measure_latency(function, warmup: int | None = None, runs: int | None = None,
-                    device: str | torch.device = "cpu") -> dict:
+def measure_latency(
+    function, warmup: int | None = None, runs: int | None = None, device: str | torch.device = "cpu"
+) -> dict:
     """Median and interquartile range of `function()` wall time over `runs` calls after `warmup` calls
     (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU).
 

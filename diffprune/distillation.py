@@ -79,7 +79,9 @@ class BlockOutputs:
     def __init__(self, model, names):
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = [
-            model.get_submodule(name).register_forward_hook(lambda module, args, output, name=name: self._keep(name, output))
+            model.get_submodule(name).register_forward_hook(
+                lambda module, args, output, name=name: self._keep(name, output)
+            )
             for name in names
         ]
 
@@ -108,13 +110,21 @@ def mixed_precision_for(settings: DistillSettings, dtype: torch.dtype, device: t
     """The autocast precision: the settings' choice, else the precision the result is returned in."""
     chosen = settings.mixed_precision or {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
     if chosen == "fp16" and device.type == "cpu":
-        raise DiffpruneError("fp16 training needs a GPU (--device cuda); on a CPU use --dtype bf16 or --mixed-precision bf16")
+        raise DiffpruneError(
+            "fp16 training needs a GPU (--device cuda); on a CPU use --dtype bf16 or --mixed-precision bf16"
+        )
     return chosen
 
 
-def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None = None,
-            calibration: CalibrationSettings | None = None, work_dir: str | Path | None = None,
-            show_progress: bool = True, dtype: str | None = None):
+def distill(
+    student_pipeline,
+    teacher_pipeline,
+    settings: DistillSettings | None = None,
+    calibration: CalibrationSettings | None = None,
+    work_dir: str | Path | None = None,
+    show_progress: bool = True,
+    dtype: str | None = None,
+):
     """Train the student pipeline's UNet toward the teacher; returns a new pipeline (inputs untouched) and
     the loss history. With work_dir, checkpoints are written there and an interrupted run resumes.
 
@@ -142,7 +152,9 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(device)
     user_latents = teacher_adapter.user_latents()
     clean_latents = (  # the user's images, or data-free: the teacher's own generations
-        user_latents.float().cpu() if user_latents is not None else teacher_adapter.final_latents(1, "teacher samples")[:, 0]
+        user_latents.float().cpu()
+        if user_latents is not None
+        else teacher_adapter.final_latents(1, "teacher samples")[:, 0]
     )
 
     # fp32 master weights, however the pipeline is stored.
@@ -160,7 +172,7 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
             raise DiffpruneError(f"{work_dir} holds a checkpoint from different settings; use a new --out folder")
         history = extra.get("history", [])
         if ema is not None and ema_state is not None:
-            for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params):
+            for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params, strict=True):
                 shadow.copy_(ema_state[name])
             ema.optimization_step = extra.get("ema_step", 0)
     names = matched_block_names(unwrapped, teacher)
@@ -170,7 +182,9 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
     student_adapter = adapter_for(student_pipeline, calibration)
     count = clean_latents.shape[0]
 
-    progress = tqdm(range(start, settings.steps), desc="distill", disable=not (show_progress and accelerator.is_main_process))
+    progress = tqdm(
+        range(start, settings.steps), desc="distill", disable=not (show_progress and accelerator.is_main_process)
+    )
     for step in progress:
         # The batch depends only on (seed, step): a resumed run sees exactly the batches it would have seen.
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
@@ -194,7 +208,11 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
             student_inputs = place((batch.noisy, batch.timesteps, conditioning), unwrapped)
             student_prediction = student(*student_inputs[:2], **student_inputs[2]).sample
             loss, parts = distillation_loss(
-                student_prediction, batch.target, teacher_prediction, student_hooks.outputs, teacher_hooks.outputs,
+                student_prediction,
+                batch.target,
+                teacher_prediction,
+                student_hooks.outputs,
+                teacher_hooks.outputs,
                 settings,
             )
         accelerator.backward(loss)
@@ -204,14 +222,23 @@ def distill(student_pipeline, teacher_pipeline, settings: DistillSettings | None
             ema.step(unwrapped.parameters())
         history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
         progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        if checkpoint is not None and accelerator.is_main_process and (
-            (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps
+        if (
+            checkpoint is not None
+            and accelerator.is_main_process
+            and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps)
         ):
             ema_state = (
-                {name: shadow for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params)} if ema else None
+                {
+                    name: shadow
+                    for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params, strict=True)
+                }
+                if ema
+                else None
             )
             extra = {"settings": asdict(settings), "history": history, "ema_step": ema.optimization_step if ema else 0}
-            save_checkpoint(checkpoint, step + 1, unwrapped, getattr(optimizer, "optimizer", optimizer), ema_state, extra)
+            save_checkpoint(
+                checkpoint, step + 1, unwrapped, getattr(optimizer, "optimizer", optimizer), ema_state, extra
+            )
     student_hooks.remove()
     teacher_hooks.remove()
     final = accelerator.unwrap_model(student, keep_fp32_wrapper=False).eval().requires_grad_(False)

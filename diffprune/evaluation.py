@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .prompts import default_prompts
 from .costs import count_macs, count_parameters, pipeline_cost_inputs
+from .devices import resolve_device, torch_dtype
 from .errors import DiffpruneError
 from .generation import (
     AUDIO_DIFFUSION,
@@ -32,8 +32,8 @@ from .generation import (
     sample_plan,
     takes_prompts,
 )
-from .devices import resolve_device, torch_dtype
 from .latency import LatencySettings, measure_pipeline_latency, speedups
+from .prompts import default_prompts
 
 METRICS = ("fid", "clip", "clap", "latency", "macs")
 QUALITY_METRICS = {
@@ -43,8 +43,17 @@ QUALITY_METRICS = {
     TEXT_TO_AUDIO: ("fid", "clap"),  # FID on mel images rendered from the audio
 }
 SUMMARY_COLUMNS = [
-    "model", "params", "macs", "latency_ms", "unet_latency_ms", "speedup", "predicted_speedup",
-    "fid_vs_reference", "fid_vs_real_images", "clip_score", "clap_score",
+    "model",
+    "params",
+    "macs",
+    "latency_ms",
+    "unet_latency_ms",
+    "speedup",
+    "predicted_speedup",
+    "fid_vs_reference",
+    "fid_vs_real_images",
+    "clip_score",
+    "clap_score",
 ]
 
 
@@ -225,18 +234,29 @@ def run_evaluation(
         if "macs" in metrics or "latency" in metrics:
             rows[label].update(unet_costs(pipeline.unet, pipeline))
         if "latency" in metrics:
-            rows[label]["latency"] = measure_pipeline_latency(pipeline, settings.latency, prompts[0] if prompts else None)
+            rows[label]["latency"] = measure_pipeline_latency(
+                pipeline, settings.latency, prompts[0] if prompts else None
+            )
         if needs_samples:
             generated[label] = generate(
-                pipeline, prompts=sample_prompts, seeds=seeds, num_inference_steps=settings.num_inference_steps,
-                guidance_scale=settings.guidance_scale, batch_size=settings.generation_batch_size,
-                show_progress=settings.show_progress, description=f"generating ({label[-30:]})",
+                pipeline,
+                prompts=sample_prompts,
+                seeds=seeds,
+                num_inference_steps=settings.num_inference_steps,
+                guidance_scale=settings.guidance_scale,
+                batch_size=settings.generation_batch_size,
+                show_progress=settings.show_progress,
+                description=f"generating ({label[-30:]})",
             )
     if reference is not None and "latency" in metrics:
         for label, row in rows.items():
             if label != reference:
-                row["speedup"] = speedups(row["latency"], rows[reference]["latency"], row["macs"], rows[reference]["macs"])
-    scorers = _score_quality(metrics, rows, generated, reference, sample_prompts, settings, names, reference_name, first)
+                row["speedup"] = speedups(
+                    row["latency"], rows[reference]["latency"], row["macs"], rows[reference]["macs"]
+                )
+    scorers = _score_quality(
+        metrics, rows, generated, reference, sample_prompts, settings, names, reference_name, first
+    )
     return EvaluationRun(family, metrics, reference, seeds, sample_prompts, rows, generated, scorers)
 
 
@@ -362,8 +382,8 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
     columns = columns or [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]
     cells = [[format_value(row.get(column)) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True))]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(lines)
 
 
@@ -432,12 +452,12 @@ def _write_comparison(folder: Path, run: EvaluationRun, rows, columns, report, c
         columns_for_grid.append((header, batch.images[:shown]))
         sample_folder = folder / "samples" / slug(label)
         sample_folder.mkdir(parents=True, exist_ok=True)
-        for seed, image in zip(run.seeds, batch.images):
+        for seed, image in zip(run.seeds, batch.images, strict=True):
             image.save(sample_folder / f"seed-{seed}.png")
         if batch.audios is not None:
             audio_folder = folder / "audio" / slug(label)
             audio_folder.mkdir(parents=True, exist_ok=True)
-            for seed, audio in zip(run.seeds, batch.audios):
+            for seed, audio in zip(run.seeds, batch.audios, strict=True):
                 (audio_folder / f"seed-{seed}.wav").write_bytes(wav_bytes(audio, batch.sample_rate))
             audio_uris[label] = [wav_data_uri(audio, batch.sample_rate) for audio in batch.audios[:shown]]
     grid = draw_comparison_grid(columns_for_grid, row_labels)

@@ -54,7 +54,8 @@ def plain_config(unet) -> dict:
     if blocking:
         raise DiffpruneError(
             f"these removed units have no stock diffusers config: {', '.join(blocking[:4])}"
-            + (" ..." if len(blocking) > 4 else "") + "; keep the diffprune class (it reloads with diffusers "
+            + (" ..." if len(blocking) > 4 else "")
+            + "; keep the diffprune class (it reloads with diffusers "
             "when diffprune is installed)"
         )
     return config
@@ -67,7 +68,7 @@ def export_plain(unet):
         raise DiffpruneError(f"plain export supports {', '.join(PLAIN_CLASSES)}; got {type(unet).__name__}")
     plain = cls.from_config(plain_config(unet))
     state = {k: v for k, v in unet.state_dict().items()}
-    missing, unexpected = plain.load_state_dict(state, strict=False)
+    missing, unexpected = plain.load_state_dict(state, strict=True)
     # Only attention-free blocks may lose keys (their attention weights are gone in both models).
     if missing or any(not re.search(r"attentions\.", key) for key in unexpected):
         raise DiffpruneError(f"plain export could not map weights ({len(missing)} missing); please report this")

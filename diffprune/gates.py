@@ -54,9 +54,7 @@ class Gates:
         if gate.ndim == 1:  # one value per variant; tile over batch halves (classifier-free guidance)
             repeats, remainder = divmod(like.shape[0], gate.shape[0])
             if remainder:
-                raise ValueError(
-                    f"batch of {like.shape[0]} is not a multiple of the {gate.shape[0]} gate variants"
-                )
+                raise ValueError(f"batch of {like.shape[0]} is not a multiple of the {gate.shape[0]} gate variants")
             gate = gate.repeat(repeats).view(-1, *([1] * (like.ndim - 1)))
         return gate
 

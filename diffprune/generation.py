@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,7 +66,9 @@ def takes_prompts(pipeline) -> bool:
     return pipeline_family(pipeline) in (TEXT_TO_IMAGE, TEXT_TO_AUDIO)
 
 
-def sample_plan(num_samples: int, seed: int = 0, prompts: list[str] | None = None) -> tuple[list[int], list[str] | None]:
+def sample_plan(
+    num_samples: int, seed: int = 0, prompts: list[str] | None = None
+) -> tuple[list[int], list[str] | None]:
     """Seeds seed, seed+1, ... and prompts cycled to the same length: sample i always gets the same pair."""
     if num_samples < 1:
         raise DiffpruneError("--num-samples must be at least 1")
@@ -107,8 +108,12 @@ def generate(
 
     state = process_state()
     if state.num_processes > 1:  # under accelerate launch: each process draws its share, all get everything
-        return _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description)
-    return _generate_local(pipeline, family, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description)
+        return _generate_shared(
+            state, pipeline, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description
+        )
+    return _generate_local(
+        pipeline, family, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description
+    )
 
 
 def _generate_local(pipeline, family, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description):
@@ -138,8 +143,15 @@ def _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, bat
     local = None
     if mine:
         local = _generate_local(
-            pipeline, pipeline_family(pipeline), [prompts[i] for i in mine] if prompts else None, [seeds[i] for i in mine],
-            steps, guidance_scale, batch_size, show_progress and state.is_main_process, description,
+            pipeline,
+            pipeline_family(pipeline),
+            [prompts[i] for i in mine] if prompts else None,
+            [seeds[i] for i in mine],
+            steps,
+            guidance_scale,
+            batch_size,
+            show_progress and state.is_main_process,
+            description,
         )
     parts = gather_object([(mine, local)])
     images, audios, sample_rate = [None] * len(seeds), [None] * len(seeds), None
@@ -152,8 +164,9 @@ def _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, bat
             if batch.audios is not None:
                 audios[index] = batch.audios[position]
     has_audio = any(audio is not None for audio in audios)
-    return GeneratedBatch(images=images, seeds=seeds, prompts=prompts, audios=audios if has_audio else None,
-                          sample_rate=sample_rate)
+    return GeneratedBatch(
+        images=images, seeds=seeds, prompts=prompts, audios=audios if has_audio else None, sample_rate=sample_rate
+    )
 
 
 def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale):
@@ -164,7 +177,9 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
         return output.images, None, None
     if family == UNCONDITIONAL_IMAGE:
         with _last_sample_in_fp32(pipeline):
-            output = pipeline(batch_size=len(generators), generator=generators, num_inference_steps=steps, output_type="pil")
+            output = pipeline(
+                batch_size=len(generators), generator=generators, num_inference_steps=steps, output_type="pil"
+            )
         return output.images, None, None
     if family == AUDIO_DIFFUSION:
         # Its scheduler steps draw noise too; the per-sample generators keep those draws per sample as well.
@@ -209,7 +224,9 @@ def _last_sample_in_fp32(pipeline):
     hands it back in fp32 (earlier steps keep the model's dtype, which the next UNet call needs)."""
     from .tensors import output_tensor, replace_output_tensor
 
-    return _on_last_step(pipeline.scheduler, lambda output: replace_output_tensor(output, output_tensor(output).float()))
+    return _on_last_step(
+        pipeline.scheduler, lambda output: replace_output_tensor(output, output_tensor(output).float())
+    )
 
 
 class _FinalLatentsReached(Exception):
@@ -252,7 +269,9 @@ def final_latents(pipeline, prompts, generators, num_inference_steps: int, guida
             _call_pipeline(pipeline, family, prompts, generators, num_inference_steps, guidance_scale)
         except _FinalLatentsReached as reached:
             return reached.latents
-    raise DiffpruneError(f"{type(pipeline).__name__} finished without calling its scheduler's step; cannot calibrate on it")
+    raise DiffpruneError(
+        f"{type(pipeline).__name__} finished without calling its scheduler's step; cannot calibrate on it"
+    )
 
 
 def mel_image(audio: np.ndarray, sample_rate: int, resolution: int = TEXT_TO_AUDIO_MEL_RESOLUTION):
@@ -269,7 +288,10 @@ def mel_image(audio: np.ndarray, sample_rate: int, resolution: int = TEXT_TO_AUD
 
 def images_to_uint8(images) -> torch.Tensor:
     """[N, C, H, W] uint8 from PIL images (grayscale stays one channel; all images must share a size)."""
-    arrays = [np.asarray(image.convert("L") if image.mode in ("L", "I", "F", "1") else image.convert("RGB")) for image in images]
+    arrays = [
+        np.asarray(image.convert("L") if image.mode in ("L", "I", "F", "1") else image.convert("RGB"))
+        for image in images
+    ]
     if len({array.shape for array in arrays}) > 1:
         raise DiffpruneError("images of different sizes cannot form one batch; resize them to one size first")
     batch = torch.from_numpy(np.stack(arrays))

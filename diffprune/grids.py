@@ -53,7 +53,12 @@ def draw_comparison_grid(
     for column, (header, images) in enumerate(columns):
         left = LABEL_WIDTH + column * (cell + GAP)
         for line_index, line in enumerate(header[: HEADER_HEIGHT // line_height]):
-            draw.text((left + 2, 4 + line_index * line_height), _clip_text(draw, line, cell, text_font), fill=TEXT, font=text_font)
+            draw.text(
+                (left + 2, 4 + line_index * line_height),
+                _clip_text(draw, line, cell, text_font),
+                fill=TEXT,
+                font=text_font,
+            )
         for row, image in enumerate(images[: len(row_labels)]):
             grid.paste(fit_to_cell(image, cell), (left, HEADER_HEIGHT + row * (cell + GAP)))
     max_lines = cell // line_height

@@ -67,7 +67,8 @@ def _audio_table(model_labels: list[str], row_labels: list[str], audio_uris: dic
     rows = []
     for index, row_label in enumerate(row_labels):
         cells = "".join(
-            f'<td><audio controls preload="none" src="{audio_uris[label][index]}"></audio></td>' for label in model_labels
+            f'<td><audio controls preload="none" src="{audio_uris[label][index]}"></audio></td>'
+            for label in model_labels
         )
         rows.append(f"<tr><td>{html.escape(row_label)}</td>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

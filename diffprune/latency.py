@@ -102,15 +102,22 @@ def unet_batch_size(pipeline, settings: LatencySettings) -> int:
 def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | None = None) -> dict:
     """{'unet_forward': ..., 'pipeline': ...}: median, IQR, runs, batch sizes, dtype, peak memory on CUDA."""
     placement = placement_of(pipeline.unet)
-    common = {"batch_size": settings.batch_size, "dtype": str(placement.dtype).removeprefix("torch."),
-              "compiled": settings.compile, "channels_last": settings.channels_last}
+    common = {
+        "batch_size": settings.batch_size,
+        "dtype": str(placement.dtype).removeprefix("torch."),
+        "compiled": settings.compile,
+        "channels_last": settings.channels_last,
+    }
     if settings.compile:
         common["compile_mode"] = compile_mode(placement.device)
     result = {}
     original_unet = pipeline.unet  # example_inputs reads its config; a compiled wrapper hides it
     batch = unet_batch_size(pipeline, settings)
-    with channels_last_unet(original_unet, settings.channels_last), compiled_unet(pipeline, settings.compile) as unet, \
-            torch.inference_mode():
+    with (
+        channels_last_unet(original_unet, settings.channels_last),
+        compiled_unet(pipeline, settings.compile) as unet,
+        torch.inference_mode(),
+    ):
         if settings.measure_unet:
             inputs = example_inputs(original_unet, batch, text_length=text_length(pipeline))
             if settings.channels_last:
@@ -122,12 +129,21 @@ def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | 
             seeds = list(range(settings.batch_size))
 
             def call_pipeline():
-                generate(pipeline, prompts=prompts, seeds=seeds, num_inference_steps=settings.num_inference_steps,
-                         guidance_scale=settings.guidance_scale, batch_size=settings.batch_size, show_progress=False)
+                generate(
+                    pipeline,
+                    prompts=prompts,
+                    seeds=seeds,
+                    num_inference_steps=settings.num_inference_steps,
+                    guidance_scale=settings.guidance_scale,
+                    batch_size=settings.batch_size,
+                    show_progress=False,
+                )
 
             timing = measure_latency(call_pipeline, settings.warmup, settings.runs, placement.device)
             result["pipeline"] = {
-                **timing, **common, "num_inference_steps": settings.num_inference_steps,
+                **timing,
+                **common,
+                "num_inference_steps": settings.num_inference_steps,
                 "guidance_scale": pipeline_guidance_scale(pipeline, settings.guidance_scale),
             }
     return result

@@ -26,7 +26,11 @@ def resolve_model_path(path_or_name: str) -> str:
         if not path.is_dir():
             raise DiffpruneError(f"{path} is a file; pass a diffusers pipeline folder (with model_index.json)")
         if not (path / "model_index.json").exists():
-            hint = " (it holds a single model; pass the pipeline folder above it)" if (path / "config.json").exists() else ""
+            hint = (
+                " (it holds a single model; pass the pipeline folder above it)"
+                if (path / "config.json").exists()
+                else ""
+            )
             raise DiffpruneError(f"{path} is not a diffusers pipeline folder: no model_index.json{hint}")
         return str(path)
     looks_like_hub_id = path_or_name.count("/") == 1 and not path_or_name.startswith((".", "/", "~"))
@@ -47,7 +51,7 @@ def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None
         # A cut saved with its own code is built by diffprune's classes, so the folder's copy never runs.
         components = pruned_components(location, torch_dtype)
         pipeline = DiffusionPipeline.from_pretrained(location, torch_dtype=torch_dtype, **components)
-    except (OSError, ValueError, EnvironmentError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, json.JSONDecodeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DiffpruneError(f"could not load pipeline {path_or_name!r}: {first_line}") from error
     check_has_unet(pipeline)

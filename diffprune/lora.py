@@ -22,7 +22,9 @@ from .errors import DiffpruneError
 logger = logging.getLogger(__name__)
 
 # Where a diffusers/peft LoRA key stops naming the adapted module: "<module>.lora_A.weight", "<module>.lora.up.weight".
-_LORA_SUFFIX = re.compile(r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_magnitude_vector|lora_embedding_A|lora_embedding_B)\b")
+_LORA_SUFFIX = re.compile(
+    r"\.(lora_A|lora_B|lora\.down|lora\.up|lora_magnitude_vector|lora_embedding_A|lora_embedding_B)\b"
+)
 METADATA_KEY = "lora_adapter_metadata"  # where diffusers keeps the adapter config (rank, alpha, targets)
 
 
@@ -86,7 +88,7 @@ def _adapted_module(key: str, unet_prefix: str) -> str | None:
     if not key.startswith(unet_prefix):
         return None
     match = _LORA_SUFFIX.search(key)
-    return key[len(unet_prefix):match.start()] if match else None
+    return key[len(unet_prefix) : match.start()] if match else None
 
 
 def _pruned_unet(pruned):
@@ -99,10 +101,16 @@ def _pruned_unet(pruned):
     if not isinstance(pruned, (str, Path)):
         # A PruneResult names its units; a pipeline holding a Pruned* UNet has them in its config.
         pipeline = getattr(pruned, "pipeline", pruned)
-        return pipeline.unet, list(getattr(pruned, "removed", None) or removed_unit_names(pipeline.unet)), type(pipeline)
+        return (
+            pipeline.unet,
+            list(getattr(pruned, "removed", None) or removed_unit_names(pipeline.unet)),
+            type(pipeline),
+        )
     folder = Path(pruned)
     if not (folder / "model_index.json").is_file():
-        raise DiffpruneError(f"{folder} is not a pruned pipeline folder (no model_index.json); pass the folder `diffprune prune` wrote")
+        raise DiffpruneError(
+            f"{folder} is not a pruned pipeline folder (no model_index.json); pass the folder `diffprune prune` wrote"
+        )
     from accelerate import init_empty_weights
 
     from .pruned_models import PRUNED_CLASSES
@@ -111,7 +119,9 @@ def _pruned_unet(pruned):
     classes = {cls.__name__: cls for cls in PRUNED_CLASSES.values()} | {cls.__name__: cls for cls in PRUNED_CLASSES}
     unet_class = classes.get((index.get("unet") or [None, None])[1])
     if unet_class is None:
-        raise DiffpruneError(f"{folder} has no UNet diffprune can read ({index.get('unet')}); pass a pruned UNet pipeline folder")
+        raise DiffpruneError(
+            f"{folder} has no UNet diffprune can read ({index.get('unet')}); pass a pruned UNet pipeline folder"
+        )
     config = unet_class.load_config(folder / "unet")
     with init_empty_weights():
         unet = unet_class.from_config(config)
@@ -124,7 +134,9 @@ def _pruned_unet(pruned):
 def _read_lora(lora, pipeline_class) -> tuple[dict, dict | None]:
     if pipeline_class is None or not hasattr(pipeline_class, "lora_state_dict"):
         name = getattr(pipeline_class, "__name__", "this pipeline")
-        raise DiffpruneError(f"{name} does not load LoRAs in diffusers; LoRA adaptation needs a pipeline with load_lora_weights")
+        raise DiffpruneError(
+            f"{name} does not load LoRAs in diffusers; LoRA adaptation needs a pipeline with load_lora_weights"
+        )
     if isinstance(lora, (str, Path)) and not Path(lora).exists():
         raise DiffpruneError(f"no such LoRA file: {lora}")
     try:

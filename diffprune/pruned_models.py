@@ -86,18 +86,26 @@ def load_instructions(stock_classes: bool) -> list[str]:
     if stock_classes:
         return [
             "The removed units are expressed in a stock diffusers config, so stock diffusers loads it:",
-            "", "```python", "from diffusers import DiffusionPipeline, UNet2DConditionModel",
+            "",
+            "```python",
+            "from diffusers import DiffusionPipeline, UNet2DConditionModel",
             'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder")',
-            'unet = UNet2DConditionModel.from_pretrained("path/to/this/folder", subfolder="unet")', "```",
+            'unet = UNet2DConditionModel.from_pretrained("path/to/this/folder", subfolder="unet")',
+            "```",
         ]
     return [
         "The UNet ships its code (`unet/diffprune.py`), so diffusers loads it without diffprune:",
-        "", "```python", "from diffusers import AutoModel, DiffusionPipeline",
+        "",
+        "```python",
+        "from diffusers import AutoModel, DiffusionPipeline",
         'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder", trust_remote_code=True)',
         'unet = AutoModel.from_pretrained("path/to/this/folder", subfolder="unet", trust_remote_code=True)',
-        "", "import diffprune  # or, with diffprune installed, without running the folder's code:",
-        'pipe = diffprune.load_pipeline("path/to/this/folder")', "```",
-        "", "A stock UNet class refuses this folder with these instructions (it would build the full model).",
+        "",
+        "import diffprune  # or, with diffprune installed, without running the folder's code:",
+        'pipe = diffprune.load_pipeline("path/to/this/folder")',
+        "```",
+        "",
+        "A stock UNet class refuses this folder with these instructions (it would build the full model).",
     ]
 
 
@@ -128,13 +136,27 @@ def write_removed_units_record(source: str | Path, pruned_unet, folder: Path, st
         chart = source / "scores.png"
         if chart.is_file():
             (folder / chart.name).write_bytes(chart.read_bytes())
-        write_model_card(report, folder / MODEL_CARD_FILE, chart_name=chart.name if chart.is_file() else None,
-                         stock_classes=stock_classes)
+        write_model_card(
+            report,
+            folder / MODEL_CARD_FILE,
+            chart_name=chart.name if chart.is_file() else None,
+            stock_classes=stock_classes,
+        )
         return
     names = removed_unit_names(pruned_unet)
     if not names:
         return
     (folder / REPORT_FILE).write_text(json.dumps({"removed_units": names}, indent=2) + "\n")
-    lines = [f"# Pruned UNet ({len(names)} units removed)", "", "## Load it", "", *load_instructions(stock_classes),
-             "", "## Removed units", "", *(f"- `{name}`" for name in names), ""]
+    lines = [
+        f"# Pruned UNet ({len(names)} units removed)",
+        "",
+        "## Load it",
+        "",
+        *load_instructions(stock_classes),
+        "",
+        "## Removed units",
+        "",
+        *(f"- `{name}`" for name in names),
+        "",
+    ]
     (folder / MODEL_CARD_FILE).write_text("\n".join(lines))

@@ -60,8 +60,12 @@ class PruneResult:
             stock_classes = save_pipeline(self.pipeline, staging)
             write_json_atomically(staging / "pruning_report.json", self.report)
             chart = write_score_chart(self.report, staging / "scores.png")
-            write_model_card(self.report, staging / "README.md", chart_name=chart.name if chart else None,
-                             stock_classes=stock_classes)
+            write_model_card(
+                self.report,
+                staging / "README.md",
+                chart_name=chart.name if chart else None,
+                stock_classes=stock_classes,
+            )
         shutil.rmtree(folder / WORK_FOLDER, ignore_errors=True)
         return folder
 
@@ -113,7 +117,9 @@ def prune(
     if kinds:
         unknown = set(kinds) - {u.kind for u in units}
         if unknown:
-            raise DiffpruneError(f"no units of kind {', '.join(sorted(unknown))}; kinds here: {', '.join(sorted({u.kind for u in units}))}")
+            raise DiffpruneError(
+                f"no units of kind {', '.join(sorted(unknown))}; kinds here: {', '.join(sorted({u.kind for u in units}))}"
+            )
         units = [u for u in units if u.kind in kinds]
     totals_before = {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
     check_reachable(units, budget, totals_before[budget.cost])
@@ -133,8 +139,13 @@ def prune(
     }
     store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
     context = ScoringContext(
-        adapter, units, store, show_progress=show_progress, variants_per_batch=variants_per_batch,
-        budget=budget, total_costs=totals_before,
+        adapter,
+        units,
+        store,
+        show_progress=show_progress,
+        variants_per_batch=variants_per_batch,
+        budget=budget,
+        total_costs=totals_before,
     )
 
     removed, latest_scores, score_rounds = [], {}, {}
@@ -144,8 +155,13 @@ def prune(
         latest_scores.update(scores)
         score_rounds.update(dict.fromkeys(scores, round_index))
         removed += select_units(
-            units, scores, budget, totals_before[budget.cost], removed,
-            target_fraction_removed=(round_index + 1) / rounds, ranking=ranking,
+            units,
+            scores,
+            budget,
+            totals_before[budget.cost],
+            removed,
+            target_fraction_removed=(round_index + 1) / rounds,
+            ranking=ranking,
         )
 
     # The cut comes from the input's own weights (so its precision), or from the trained copy that criteria
@@ -177,8 +193,12 @@ def prune(
         "removed_units": [u.name for u in removed],
         "units": [
             {
-                "name": u.name, "kind": u.kind, "params": u.params, "macs": u.macs,
-                "score": latest_scores.get(u.name), "scored_in_round": score_rounds.get(u.name),
+                "name": u.name,
+                "kind": u.kind,
+                "params": u.params,
+                "macs": u.macs,
+                "score": latest_scores.get(u.name),
+                "scored_in_round": score_rounds.get(u.name),
                 "removed": u.name in removed_names,
             }
             for u in units

@@ -20,7 +20,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 def check_real_images_folder(folder: str | Path) -> Path:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise DiffpruneError(f"--real-images {folder} is not a folder; pass a folder of images (or WAV files for audio)")
+        raise DiffpruneError(
+            f"--real-images {folder} is not a folder; pass a folder of images (or WAV files for audio)"
+        )
     return folder
 
 

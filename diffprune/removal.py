@@ -123,9 +123,7 @@ class _CutModelFiles:
 def _make_pruned_class(base: type) -> type:
     base_init = base.__init__
     signature = inspect.signature(base_init)
-    parameters = [
-        p for p in signature.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
+    parameters = [p for p in signature.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     parameters.append(inspect.Parameter("removed_units", inspect.Parameter.KEYWORD_ONLY, default=None))
 
     def __init__(self, *args, removed_units=None, **kwargs):

@@ -60,8 +60,14 @@ def write_model_card(report: dict, path: Path, chart_name: str | None = None, st
     ]
     for unit in report["units"]:
         if unit["removed"]:
-            lines.append(f"| `{unit['name']}` | {unit['kind']} | {unit['params']:,} | {unit['macs']:,} | {unit['score']:.4g} |")
+            lines.append(
+                f"| `{unit['name']}` | {unit['kind']} | {unit['params']:,} | {unit['macs']:,} | {unit['score']:.4g} |"
+            )
     if chart_name:
         lines += ["", "## Scores", "", f"![unit scores]({chart_name})"]
-    lines += ["", "Calibration: " + ", ".join(f"{k}={v}" for k, v in report["settings"]["calibration"].items() if k != "prompts"), ""]
+    lines += [
+        "",
+        "Calibration: " + ", ".join(f"{k}={v}" for k, v in report["settings"]["calibration"].items() if k != "prompts"),
+        "",
+    ]
     path.write_text("\n".join(lines))

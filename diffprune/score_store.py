@@ -46,7 +46,7 @@ class ScoreStore:
         if self.path:
             write_json_atomically(self.path, {"settings": self.settings, "rounds": self.rounds})
 
-    def in_memory_copy(self) -> "ScoreStore":
+    def in_memory_copy(self) -> ScoreStore:
         copy = ScoreStore(None, self.settings)
         copy.rounds = {key: dict(value) for key, value in self.rounds.items()}
         return copy

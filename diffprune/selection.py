@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from .errors import DiffpruneError
 from .units import Unit
 
-
 RANKINGS = ("score", "score-per-cost")
 
 
@@ -39,7 +38,7 @@ class Budget:
             raise DiffpruneError(f"--num-units must be at least 1, got {self.num_units}")
 
     @classmethod
-    def default_if_empty(cls, keep_macs=None, keep_params=None, num_units=None) -> "Budget":
+    def default_if_empty(cls, keep_macs=None, keep_params=None, num_units=None) -> Budget:
         if keep_macs is None and keep_params is None and num_units is None:
             keep_macs = 0.7
         return cls(keep_macs, keep_params, num_units)
@@ -117,7 +116,9 @@ def select_units(
     ranked = sorted((u for u in candidates_after(units, removed) if u.name in scores), key=key)
     chosen: list[Unit] = []
     if budget.num_units is not None:
-        wanted = budget.num_units if target_fraction_removed is None else round(budget.num_units * target_fraction_removed)
+        wanted = (
+            budget.num_units if target_fraction_removed is None else round(budget.num_units * target_fraction_removed)
+        )
         wanted -= len(removed)
         for unit in ranked:
             if len(chosen) >= wanted:

@@ -11,9 +11,11 @@ The cut model is an instance of a `Pruned*` subclass of the original class whose
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .devices import placement_of
 from .errors import DiffpruneError
+
 # The removal mechanics live in removal.py, which saved cuts also carry as their own code.
 from .removal import Bypass, ZeroBranch, apply_removal, replacement_for  # noqa: F401 (re-exported)
 from .units import find_units, overlapping, units_by_name

@@ -22,7 +22,9 @@ def image_files(folder: str | Path) -> list[Path]:
     folder = check_real_images_folder(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DiffpruneError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a folder of training images")
+        raise DiffpruneError(
+            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a folder of training images"
+        )
     return files
 
 
@@ -32,7 +34,9 @@ def read_captions(files: list[Path]) -> list[str]:
     if shared.is_file():
         lines = [line.strip() for line in shared.read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(lines) != len(files):
-            raise DiffpruneError(f"{shared} has {len(lines)} captions for {len(files)} images; write one line per image")
+            raise DiffpruneError(
+                f"{shared} has {len(lines)} captions for {len(files)} images; write one line per image"
+            )
         return lines
     missing = [f.name for f in files if not f.with_suffix(".txt").is_file()]
     if missing:

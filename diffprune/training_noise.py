@@ -27,7 +27,14 @@ from .errors import DiffpruneError
 DDPM_PREDICTIONS = ("epsilon", "v_prediction", "sample")
 FLOW_PREDICTION = "flow_prediction"
 # Scheduler config keys that describe the training betas; everything else is inference-only.
-BETA_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "rescale_betas_zero_snr")
+BETA_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "rescale_betas_zero_snr",
+)
 
 
 @dataclass
@@ -68,7 +75,7 @@ class TrainingNoise:
         self._ddpm = DDPMScheduler(**betas, prediction_type=self.prediction_type)
 
     @classmethod
-    def for_pipeline(cls, pipeline) -> "TrainingNoise":
+    def for_pipeline(cls, pipeline) -> TrainingNoise:
         return cls(pipeline.scheduler)
 
     def draw_timesteps(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -102,8 +109,10 @@ class TrainingNoise:
 
 def _is_flow_matching(config: dict) -> bool:
     name = str(config.get("_class_name", ""))
-    return name.startswith("FlowMatch") or bool(config.get("use_flow_sigmas")) or (
-        config.get("prediction_type") == FLOW_PREDICTION
+    return (
+        name.startswith("FlowMatch")
+        or bool(config.get("use_flow_sigmas"))
+        or (config.get("prediction_type") == FLOW_PREDICTION)
     )
 
 

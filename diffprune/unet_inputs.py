@@ -23,7 +23,9 @@ HINT_CHANNELS, HINT_SCALE = 4, 8
 
 
 def needs_image_embeddings(config) -> bool:
-    return config.get("addition_embed_type") in IMAGE_ADDITIONS or config.get("encoder_hid_dim_type") in IMAGE_PROJECTIONS
+    return (
+        config.get("addition_embed_type") in IMAGE_ADDITIONS or config.get("encoder_hid_dim_type") in IMAGE_PROJECTIONS
+    )
 
 
 def sample_shape(unet, batch_size: int = 1) -> tuple[int, ...]:
@@ -53,7 +55,10 @@ def attends_to_encoder(cross_attention_dim) -> bool:
 
 
 def example_inputs(
-    unet, batch_size: int = 1, text_length: int | None = None, generator: torch.Generator | None = None,
+    unet,
+    batch_size: int = 1,
+    text_length: int | None = None,
+    generator: torch.Generator | None = None,
     placement: Placement | None = None,
 ) -> dict:
     """Keyword arguments for `unet(**inputs)` with random values of the right shapes, on the UNet's device and
@@ -120,10 +125,15 @@ def _image_embed_dim(config) -> int:
     encoder_hid_dim; a config mixing the two with different widths cannot be called at all."""
     cross = context_dims(config.cross_attention_dim)[0]
     kinds = (config.get("addition_embed_type"), config.get("encoder_hid_dim_type"))
-    widths = {cross if kind.startswith("text_image") else config.encoder_hid_dim
-              for kind in kinds if kind in IMAGE_ADDITIONS + IMAGE_PROJECTIONS}
+    widths = {
+        cross if kind.startswith("text_image") else config.encoder_hid_dim
+        for kind in kinds
+        if kind in IMAGE_ADDITIONS + IMAGE_PROJECTIONS
+    }
     if len(widths) > 1:
-        raise DiffpruneError(f"this UNet's config asks for image_embeds of two widths ({sorted(widths)}); diffusers cannot run it either")
+        raise DiffpruneError(
+            f"this UNet's config asks for image_embeds of two widths ({sorted(widths)}); diffusers cannot run it either"
+        )
     return widths.pop()
 
 

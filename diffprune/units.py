@@ -39,7 +39,7 @@ class Unit:
     macs: int  # multiply-accumulates of this unit in one UNet forward (batch 1, sample size)
     gate_form: str  # RESIDUAL_BLOCK or RESIDUAL_BRANCH
 
-    def contains(self, other: "Unit") -> bool:
+    def contains(self, other: Unit) -> bool:
         return other.name.startswith(self.name + ".")
 
 

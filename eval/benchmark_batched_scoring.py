@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
+from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.score_store import ScoreStore  # noqa: E402
 from diffprune.units import find_units  # noqa: E402
 
@@ -42,8 +42,11 @@ def main():
     args = parser.parse_args()
     pipeline = load_pipeline(args.model)
     calibration = CalibrationSettings(
-        num_samples=args.num_samples, num_inference_steps=args.steps, prompts=default_prompts(pipeline),
-        show_progress=False, max_batch=args.num_samples * args.variants_per_batch,
+        num_samples=args.num_samples,
+        num_inference_steps=args.steps,
+        prompts=default_prompts(pipeline),
+        show_progress=False,
+        max_batch=args.num_samples * args.variants_per_batch,
     )
     units = find_units(pipeline.unet)
     naive, naive_seconds = timed_scores(pipeline, units, calibration, 1)

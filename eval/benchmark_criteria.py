@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import RESULTS, hardware, write_section  # noqa: E402
 
 from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.criteria import available_criteria, get_criterion  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.evaluation import EvaluationSettings, evaluate, load_models, run_evaluation  # noqa: E402
 from diffprune.loading import load_pipeline  # noqa: E402
+from diffprune.prompts import default_prompts  # noqa: E402
 from diffprune.pruning import prune  # noqa: E402
 
 FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "tones-audio": "tones-features"}
@@ -36,9 +36,15 @@ FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "
 def quality(pipeline, original, model, args, seed):
     metrics = ("fid", "clip") if model == "digits-t2i" else ("fid",)
     report = evaluate(
-        pipeline, reference=original, metrics=metrics, num_samples=args.eval_samples, seed=seed,
-        num_inference_steps=args.eval_steps, fid_features=FEATURES[model],
-        clip_model="digits-clip" if model == "digits-t2i" else None, show_progress=False,
+        pipeline,
+        reference=original,
+        metrics=metrics,
+        num_samples=args.eval_samples,
+        seed=seed,
+        num_inference_steps=args.eval_steps,
+        fid_features=FEATURES[model],
+        clip_model="digits-clip" if model == "digits-t2i" else None,
+        show_progress=False,
     )
     results = report["results"]
     reference = report["reference_results"] or {}
@@ -53,7 +59,7 @@ def work_name(criterion: str, keep: float, repeat: int, options) -> str:
 
 
 def parse_criterion(spec: str) -> tuple[str, dict]:
-    """"ld-pruner" or "ld-pruner:statistic=paired" (options as key=value, comma-free) -> (name, options)."""
+    """ "ld-pruner" or "ld-pruner:statistic=paired" (options as key=value, comma-free) -> (name, options)."""
     name, _, options = spec.partition(":")
     pairs = [option.split("=", 1) for option in options.split(";") if option]
     return name, {key: int(value) if value.isdigit() else value for key, value in pairs}
@@ -63,8 +69,11 @@ def run_model(model, args, work_root):
     """Cut every (criterion, budget) once (random: once per repeat), then evaluate all cuts of a repeat in one
     evaluation run against the original, so the original's samples are drawn once per seed, not once per cut."""
     original = load_pipeline(model)
-    calibration = dict(num_samples=args.calibration_samples, num_inference_steps=args.inference_steps,
-                       prompts=default_prompts(original))
+    calibration = dict(
+        num_samples=args.calibration_samples,
+        num_inference_steps=args.inference_steps,
+        prompts=default_prompts(original),
+    )
     cuts = {}  # (spec, keep) -> {"results": [PruneResult per repeat, or one shared], "seconds": ...}
     for spec in args.criteria:
         criterion, criterion_options = parse_criterion(spec)
@@ -74,11 +83,17 @@ def run_model(model, args, work_root):
             for repeat in range(args.repeats if criterion == "random" else 1):
                 options = {**criterion_options, **({"seed": repeat} if criterion == "random" else {})} or None
                 try:
-                    results.append(prune(
-                        original, method=criterion, keep_macs=keep, calibration=CalibrationSettings(**calibration),
-                        work_dir=work_root / model / work_name(spec, keep, repeat, options),
-                        criterion_options=options, show_progress=False,
-                    ))
+                    results.append(
+                        prune(
+                            original,
+                            method=criterion,
+                            keep_macs=keep,
+                            calibration=CalibrationSettings(**calibration),
+                            work_dir=work_root / model / work_name(spec, keep, repeat, options),
+                            criterion_options=options,
+                            show_progress=False,
+                        )
+                    )
                 except DiffpruneError as error:
                     print(f"{model} {spec} {keep}: {error}")
                     break
@@ -94,11 +109,19 @@ def run_model(model, args, work_root):
         for label, key in labels.items():
             results = cuts[key]["results"]
             models[label] = results[repeat % len(results)].pipeline
-        run = run_evaluation(load_models(models), "original", EvaluationSettings(
-            metrics=("fid", "clip") if model == "digits-t2i" else ("fid",), num_samples=args.eval_samples,
-            seed=1000 * repeat, num_inference_steps=args.eval_steps, fid_features=FEATURES[model],
-            clip_model="digits-clip" if model == "digits-t2i" else None, show_progress=False,
-        ))
+        run = run_evaluation(
+            load_models(models),
+            "original",
+            EvaluationSettings(
+                metrics=("fid", "clip") if model == "digits-t2i" else ("fid",),
+                num_samples=args.eval_samples,
+                seed=1000 * repeat,
+                num_inference_steps=args.eval_steps,
+                fid_features=FEATURES[model],
+                clip_model="digits-clip" if model == "digits-t2i" else None,
+                show_progress=False,
+            ),
+        )
         for label, key in labels.items():
             scores[key]["fid"].append(run.rows[label]["fid"]["vs_reference"])
             if run.rows[label].get("clip_score") is not None:
@@ -110,12 +133,23 @@ def run_model(model, args, work_root):
     rows = []
     for (spec, keep), cut in cuts.items():
         first = cut["results"][0]
-        rows.append({"criterion": spec, "keep": keep, "kept": first.report["kept_fraction"]["macs"],
-                     "fid": scores[(spec, keep)]["fid"], "clip": scores[(spec, keep)]["clip"],
-                     "prune_seconds": cut["seconds"] / len(cut["results"]), "removed": len(first.removed),
-                     "removed_units": first.removed})
-        print(f"{model} {spec:12s} keep {keep:.1f}: kept {rows[-1]['kept']:.3f} FID {statistics.mean(rows[-1]['fid']):.2f}"
-              + (f" CLIP {statistics.mean(rows[-1]['clip']):.2f}" if rows[-1]["clip"] else ""), flush=True)
+        rows.append(
+            {
+                "criterion": spec,
+                "keep": keep,
+                "kept": first.report["kept_fraction"]["macs"],
+                "fid": scores[(spec, keep)]["fid"],
+                "clip": scores[(spec, keep)]["clip"],
+                "prune_seconds": cut["seconds"] / len(cut["results"]),
+                "removed": len(first.removed),
+                "removed_units": first.removed,
+            }
+        )
+        print(
+            f"{model} {spec:12s} keep {keep:.1f}: kept {rows[-1]['kept']:.3f} FID {statistics.mean(rows[-1]['fid']):.2f}"
+            + (f" CLIP {statistics.mean(rows[-1]['clip']):.2f}" if rows[-1]["clip"] else ""),
+            flush=True,
+        )
     return rows, (statistics.mean(original_clip) if original_clip else None)
 
 
@@ -125,7 +159,13 @@ def name_kind(name: str) -> str:
     kinds = {"attn1": "self-attention", "attn2": "cross-attention", "ff": "feed-forward", "mid_block": "mid block"}
     if leaf in kinds:
         return kinds[leaf]
-    return "resnet" if ".resnets." in name else "transformer block" if ".transformer_blocks." in name else "attention block"
+    return (
+        "resnet"
+        if ".resnets." in name
+        else "transformer block"
+        if ".transformer_blocks." in name
+        else "attention block"
+    )
 
 
 def mean_std(values) -> str:
@@ -150,9 +190,13 @@ def pareto_plot(model, rows, path):
         axes[0][0].plot(kept, [statistics.mean(r["fid"]) for r in mine], "o-", label=criterion)
         if panels == 2:
             axes[0][1].plot(kept, [statistics.mean(r["clip"]) for r in mine], "o-", label=criterion)
-    axes[0][0].set(xlabel="fraction of UNet MACs kept (measured)", ylabel="FID vs original (lower is better)", title=model)
+    axes[0][0].set(
+        xlabel="fraction of UNet MACs kept (measured)", ylabel="FID vs original (lower is better)", title=model
+    )
     if panels == 2:
-        axes[0][1].set(xlabel="fraction of UNet MACs kept (measured)", ylabel="CLIP score (higher is better)", title=model)
+        axes[0][1].set(
+            xlabel="fraction of UNet MACs kept (measured)", ylabel="CLIP score (higher is better)", title=model
+        )
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -163,8 +207,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits-ddpm,digits-t2i")
     parser.add_argument("--budgets", default="0.9,0.8,0.7,0.6")
-    parser.add_argument("--criteria", default=",".join(available_criteria()),
-                        help="comma-separated; options after a colon, e.g. ld-pruner:statistic=paired")
+    parser.add_argument(
+        "--criteria",
+        default=",".join(available_criteria()),
+        help="comma-separated; options after a colon, e.g. ld-pruner:statistic=paired",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration-samples", type=int, default=16)
     parser.add_argument("--inference-steps", type=int, default=10)
@@ -192,27 +239,38 @@ def main():
             lines = ["", ""]
             if original_clip is not None:
                 lines.append(f"Original's CLIP score on the same prompts and seeds: {original_clip:.2f}.\n")
-            lines.append("| criterion | keep_macs | MACs kept (measured) | units removed | FID vs original | "
-                         + ("CLIP score | " if has_clip else "") + "scoring + cut time |")
+            lines.append(
+                "| criterion | keep_macs | MACs kept (measured) | units removed | FID vs original | "
+                + ("CLIP score | " if has_clip else "")
+                + "scoring + cut time |"
+            )
             lines.append("|---|---:|---:|---:|---:|" + ("---:|" if has_clip else "") + "---:|")
             for row in sorted(rows, key=lambda r: (-r["keep"], statistics.mean(r["fid"]))):
-                lines.append(f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
-                             f"{mean_std(row['fid'])} | " + (f"{mean_std(row['clip'])} | " if has_clip else "")
-                             + f"{row['prune_seconds']:.0f} s |")
+                lines.append(
+                    f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
+                    f"{mean_std(row['fid'])} | "
+                    + (f"{mean_std(row['clip'])} | " if has_clip else "")
+                    + f"{row['prune_seconds']:.0f} s |"
+                )
             lines += ["", "What each LD-Pruner statistic removes (unit kinds):", ""]
             for row in rows:
                 if row["criterion"].startswith("ld-pruner"):
                     kinds = collections.Counter(name_kind(name) for name in row["removed_units"])
-                    lines.append(f"- {row['criterion']} at {row['keep']:.1f}: "
-                                 + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
+                    lines.append(
+                        f"- {row['criterion']} at {row['keep']:.1f}: "
+                        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+                    )
             if len(args.budgets) > 1:
                 lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
             title = f"Criteria side by side on {model} (no fine-tuning)" + (f", {args.section}" if args.section else "")
-            text = (f"## {title}\n\nCommand: `{command}` · hardware: "
-                    f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
-                    f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
-                    f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
-                    f"{args.calibration_samples} samples x {args.inference_steps} steps of the pipeline's own sampler.\n\n" + "\n".join(lines[2:]))
+            text = (
+                f"## {title}\n\nCommand: `{command}` · hardware: "
+                f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
+                f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
+                f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
+                f"{args.calibration_samples} samples x {args.inference_steps} steps of the pipeline's own sampler.\n\n"
+                + "\n".join(lines[2:])
+            )
             print(text)
             if not args.no_write:
                 write_section(f"criteria-{model}" + (f"-{args.section}" if args.section else ""), text)

@@ -62,8 +62,13 @@ def score_round(pipeline, dtype, calibration, variants_per_batch: int) -> dict:
     """One LD-Pruner round in `dtype`: scores, seconds, and the units with their costs."""
     scoring = pipeline_in_dtype(pipeline, dtype)
     units = find_units(scoring.unet, pipeline_cost_inputs(scoring))
-    context = ScoringContext(adapter_for(scoring, calibration), units, ScoreStore(None, {}), show_progress=False,
-                             variants_per_batch=variants_per_batch)
+    context = ScoringContext(
+        adapter_for(scoring, calibration),
+        units,
+        ScoreStore(None, {}),
+        show_progress=False,
+        variants_per_batch=variants_per_batch,
+    )
     device = next(scoring.unet.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -86,7 +91,9 @@ def measure(model: str, args) -> list[dict]:
     device = resolve_device(args.device)
     pipeline = load(model, device)
     calibration = CalibrationSettings(
-        num_samples=args.num_samples, num_inference_steps=args.steps, prompts=default_prompts(pipeline),
+        num_samples=args.num_samples,
+        num_inference_steps=args.steps,
+        prompts=default_prompts(pipeline),
         show_progress=False,
     )
     total_macs = count_macs(pipeline.unet, pipeline_cost_inputs(pipeline))
@@ -98,11 +105,19 @@ def measure(model: str, args) -> list[dict]:
         if reference is None:
             reference = {"scores": result["scores"], "chosen": chosen}
         correlation = spearmanr([reference["scores"][n] for n in names], [result["scores"][n] for n in names]).statistic
-        rows.append({
-            "model": model, "dtype": name, "units": len(names), "seconds": result["seconds"],
-            "candidates_per_second": len(names) / result["seconds"], "spearman_vs_first": float(correlation),
-            "same_selected": len(chosen & reference["chosen"]), "selected": len(chosen), "peak_gib": result["peak_gib"],
-        })
+        rows.append(
+            {
+                "model": model,
+                "dtype": name,
+                "units": len(names),
+                "seconds": result["seconds"],
+                "candidates_per_second": len(names) / result["seconds"],
+                "spearman_vs_first": float(correlation),
+                "same_selected": len(chosen & reference["chosen"]),
+                "selected": len(chosen),
+                "peak_gib": result["peak_gib"],
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -121,7 +136,9 @@ def markdown(rows: list[dict], args, command: str, load_average: str) -> str:
         f"*Spearman* is the rank correlation of the scores with the {first} scores of the same model; "
         f"*same selected* counts the units that selection at {SELECTION_KEEP_MACS} of the MACs removes with both.",
         "",
-        "| model | device | dtype | units | round (s) | candidates / s | Spearman vs " + first + " | same selected |"
+        "| model | device | dtype | units | round (s) | candidates / s | Spearman vs "
+        + first
+        + " | same selected |"
         + (" peak GiB |" if any(r["peak_gib"] for r in rows) else ""),
         "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if any(r["peak_gib"] for r in rows) else ""),
     ]
@@ -138,8 +155,11 @@ def markdown(rows: list[dict], args, command: str, load_average: str) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="digits-t2i,digits-ddpm",
-                        help=f"comma-separated bundled names or {SD15_SHAPE} (default: digits-t2i,digits-ddpm)")
+    parser.add_argument(
+        "--models",
+        default="digits-t2i,digits-ddpm",
+        help=f"comma-separated bundled names or {SD15_SHAPE} (default: digits-t2i,digits-ddpm)",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if a GPU is visible)")
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated; the first is the reference")
     parser.add_argument("--num-samples", type=int, default=32, help="calibration samples (default 32, the CLI's)")

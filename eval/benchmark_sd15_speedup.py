@@ -50,8 +50,13 @@ def sd15_unet(resolution: int):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=resolution // VAE_SCALE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
+        sample_size=resolution // VAE_SCALE,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=768,
+        attention_head_dim=8,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     ).eval()
@@ -66,19 +71,44 @@ def sd15_pipeline(unet):
     symbols = list("abcdefghijklmnopqrstuvwxyz")
     tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + symbols + [s + "</w>" for s in symbols]
     tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
-        max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )).eval()
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2, sample_size=unet.config.sample_size * VAE_SCALE, norm_num_groups=32,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
     ).eval()
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              steps_offset=1)
-    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=LATENT_CHANNELS,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        sample_size=unet.config.sample_size * VAE_SCALE,
+        norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    ).eval()
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def bk_sdm_like_units(unit_names: set[str]) -> list[str]:
@@ -109,15 +139,21 @@ def parse_args():
     parser.add_argument("--resolution", type=int, default=512, help="image side in pixels (latent side = /8)")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps of the timed pipeline call")
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (SD's default 7.5)")
-    parser.add_argument("--batch-sizes", default=None, help="comma-separated images per call (default: 1,8 on CUDA, 1 on CPU)")
+    parser.add_argument(
+        "--batch-sizes", default=None, help="comma-separated images per call (default: 1,8 on CUDA, 1 on CPU)"
+    )
     parser.add_argument("--runs", type=int, default=None, help="timed runs (default: 20 on CUDA, 5 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up runs (default: 5 on CUDA, 2 on CPU)")
     parser.add_argument("--parts", default="unet,pipeline", help="unet, pipeline or both (default both)")
     parser.add_argument("--keep", default="0.8,0.7,0.6", help="MACs fractions for the greedy sets")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd UNets (CUDA: reduce-overhead)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile'd UNets (CUDA: reduce-overhead)"
+    )
     parser.add_argument("--channels-last", action="store_true", help="also time the UNets in channels_last")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", default=None, help="JSON results file (default: eval/results/sd15_speedup_<device>.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON results file (default: eval/results/sd15_speedup_<device>.json)"
+    )
     parser.add_argument("--no-results-md", action="store_true", help="do not write the table into docs/results.md")
     return parser.parse_args()
 
@@ -130,7 +166,9 @@ def modes(args) -> dict[str, dict]:
         chosen["channels-last"] = {"compile": False, "channels_last": True}
     if args.compile:
         chosen["compiled" + (", channels-last" if args.channels_last else "")] = {
-            "compile": True, "channels_last": args.channels_last}
+            "compile": True,
+            "channels_last": args.channels_last,
+        }
     return chosen
 
 
@@ -175,13 +213,29 @@ def main() -> None:
         pipeline.unet = unet
         for mode, options in modes(args).items():
             for batch_size in batch_sizes:
-                settings = LatencySettings(batch_size=batch_size, runs=args.runs, warmup=args.warmup,
-                                           num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-                                           measure_unet="unet" in parts, measure_pipeline="pipeline" in parts, **options)
+                settings = LatencySettings(
+                    batch_size=batch_size,
+                    runs=args.runs,
+                    warmup=args.warmup,
+                    num_inference_steps=args.steps,
+                    guidance_scale=args.guidance_scale,
+                    measure_unet="unet" in parts,
+                    measure_pipeline="pipeline" in parts,
+                    **options,
+                )
                 latency = measure_pipeline_latency(pipeline, settings)
-                rows.append({"set": label, "mode": mode, "removed_units": removed, "params": count_parameters(unet),
-                             "macs": macs, "macs_fraction": macs / dense_macs, "batch_size": batch_size,
-                             "latency": latency})
+                rows.append(
+                    {
+                        "set": label,
+                        "mode": mode,
+                        "removed_units": removed,
+                        "params": count_parameters(unet),
+                        "macs": macs,
+                        "macs_fraction": macs / dense_macs,
+                        "batch_size": batch_size,
+                        "latency": latency,
+                    }
+                )
                 if on_gpu and options["compile"]:
                     torch._dynamo.reset()  # each cut is a new graph; do not keep every compiled UNet alive
         pipeline.unet = dense
@@ -190,19 +244,29 @@ def main() -> None:
             if on_gpu:
                 torch.cuda.empty_cache()
     for row in rows:
-        baseline = next(r for r in rows if r["set"] == "dense" and r["batch_size"] == row["batch_size"]
-                        and r["mode"] == row["mode"])
+        baseline = next(
+            r for r in rows if r["set"] == "dense" and r["batch_size"] == row["batch_size"] and r["mode"] == row["mode"]
+        )
         row["speedup"] = speedups(row["latency"], baseline["latency"], row["macs"], baseline["macs"])
 
     first = rows[0]["latency"]
     timing = first.get("unet_forward") or first.get("pipeline")
     result = {
         "command": "python eval/benchmark_sd15_speedup.py " + " ".join(_given_options(args)),
-        "hardware": hardware(args.device), "device": args.device, "dtype": dtype_name, "resolution": args.resolution,
-        "latent": args.resolution // VAE_SCALE, "steps": args.steps, "guidance_scale": args.guidance_scale,
-        "runs": timing["runs"], "warmup": timing["warmup"], "modes": list(modes(args)),
-        "torch": torch.__version__, "wall_s": round(time.time() - started, 1),
-        "load_average": f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (1-minute)", "rows": rows,
+        "hardware": hardware(args.device),
+        "device": args.device,
+        "dtype": dtype_name,
+        "resolution": args.resolution,
+        "latent": args.resolution // VAE_SCALE,
+        "steps": args.steps,
+        "guidance_scale": args.guidance_scale,
+        "runs": timing["runs"],
+        "warmup": timing["warmup"],
+        "modes": list(modes(args)),
+        "torch": torch.__version__,
+        "wall_s": round(time.time() - started, 1),
+        "load_average": f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (1-minute)",
+        "rows": rows,
     }
     out = Path(args.out or f"eval/results/sd15_speedup_{torch.device(args.device).type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +279,9 @@ def main() -> None:
 
 RESULTS_KEY = "sd15-speedup"
 GPU_RESULTS_KEY = "sd15-speedup-gpu"
-GPU_COMMAND = "python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,8 --channels-last --compile"
+GPU_COMMAND = (
+    "python eval/benchmark_sd15_speedup.py --device cuda --dtype fp16 --batch-sizes 1,8 --channels-last --compile"
+)
 
 
 def results_key(device: str, dtype_name: str) -> str:
@@ -223,6 +289,8 @@ def results_key(device: str, dtype_name: str) -> str:
     if not device.startswith("cuda"):
         return RESULTS_KEY
     return GPU_RESULTS_KEY if dtype_name == "fp16" else f"{GPU_RESULTS_KEY}-{dtype_name}"
+
+
 WHAT_IS_CUT = (
     "Random-weight UNet with SD-1.5's configuration (block_out_channels 320/640/1280/1280, cross_attention_dim "
     "768, attention_head_dim 8, layers_per_block 2), cut with `diffprune.remove_units`: a BK-SDM-Base-like set "
@@ -237,39 +305,43 @@ WHAT_IS_CUT = (
 def results_section(result: dict) -> str:
     """The docs/results.md section: what was cut, how it was measured, the table."""
     on_gpu = result["device"].startswith("cuda")
-    return "\n".join([
-        "## SD-1.5-shape speedup" + (" on a GPU" if on_gpu else ""),
-        "",
-        WHAT_IS_CUT,
-        "",
-        f"Command: `{result['command']}`",
-        "",
-        f"Hardware: {result['hardware']}, torch {result['torch']}; load average {result.get('load_average', 'not recorded')}. "
-        f"Wall time {result['wall_s']:.0f} s. Times are the median ± interquartile range; the UNet is timed at the "
-        f"batch the pipeline hands it (classifier-free guidance at scale {result.get('guidance_scale')} doubles it).",
-        "",
-        markdown_table(result),
-        "",
-        "" if on_gpu else "GPU: see the next section.",
-    ]).rstrip()
+    return "\n".join(
+        [
+            "## SD-1.5-shape speedup" + (" on a GPU" if on_gpu else ""),
+            "",
+            WHAT_IS_CUT,
+            "",
+            f"Command: `{result['command']}`",
+            "",
+            f"Hardware: {result['hardware']}, torch {result['torch']}; load average {result.get('load_average', 'not recorded')}. "
+            f"Wall time {result['wall_s']:.0f} s. Times are the median ± interquartile range; the UNet is timed at the "
+            f"batch the pipeline hands it (classifier-free guidance at scale {result.get('guidance_scale')} doubles it).",
+            "",
+            markdown_table(result),
+            "",
+            "" if on_gpu else "GPU: see the next section.",
+        ]
+    ).rstrip()
 
 
 def gpu_placeholder_section() -> str:
     """The GPU section before anyone has run the benchmark on a GPU: the commands, and no numbers."""
-    return "\n".join([
-        "## SD-1.5-shape speedup on a GPU",
-        "",
-        "Unmeasured: no GPU was lent to the session that wrote this benchmark, so this section holds no numbers. "
-        "On a CUDA machine these commands time the UNet at batch 1 and 8 (guidance doubles the UNet's batch) and "
-        "the 25-step pipeline with classifier-free guidance, eager, in channels_last and compiled "
-        "(`torch.compile(mode=\"reduce-overhead\")`, CUDA graphs), each cut against the dense model in the same "
-        "mode, 20 synchronised runs after 5 warm-up calls (median ± IQR), and replace this section with the table "
-        "(`--dtype bf16` writes a section of its own):",
-        "",
-        f"    {GPU_COMMAND}",
-        "",
-        WHAT_IS_CUT,
-    ])
+    return "\n".join(
+        [
+            "## SD-1.5-shape speedup on a GPU",
+            "",
+            "Unmeasured: no GPU was lent to the session that wrote this benchmark, so this section holds no numbers. "
+            "On a CUDA machine these commands time the UNet at batch 1 and 8 (guidance doubles the UNet's batch) and "
+            "the 25-step pipeline with classifier-free guidance, eager, in channels_last and compiled "
+            '(`torch.compile(mode="reduce-overhead")`, CUDA graphs), each cut against the dense model in the same '
+            "mode, 20 synchronised runs after 5 warm-up calls (median ± IQR), and replace this section with the table "
+            "(`--dtype bf16` writes a section of its own):",
+            "",
+            f"    {GPU_COMMAND}",
+            "",
+            WHAT_IS_CUT,
+        ]
+    )
 
 
 def markdown_table(result: dict) -> str:
@@ -281,32 +353,35 @@ def markdown_table(result: dict) -> str:
         "| pipeline ms | pipeline speedup | predicted (MACs) | realisation UNet | realisation pipeline |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def ms(latency, part):
+        if part not in latency:
+            return "–"
+        return f"{latency[part]['median_ms']:,.1f} ± {latency[part]['iqr_ms']:,.1f}"
+
+    def number(speedup, key, digits=2):
+        value = speedup.get(key)
+        return f"{value:.{digits}f}" if value is not None else "–"
+
     for row in result["rows"]:
         latency, speedup = row["latency"], row["speedup"]
-
-        def ms(part):
-            if part not in latency:
-                return "–"
-            return f"{latency[part]['median_ms']:,.1f} ± {latency[part]['iqr_ms']:,.1f}"
-
-        def number(key, digits=2):
-            value = speedup.get(key)
-            return f"{value:.{digits}f}" if value is not None else "–"
-
         unet_batch = latency.get("unet_forward", {}).get("unet_batch_size", "–")
         lines.append(
             f"| {row['set']} | {row.get('mode', 'eager')} | {len(row['removed_units'])} | {row['params'] / 1e6:.0f} "
             f"| {row['macs'] / 1e9:.0f} | {row['macs_fraction']:.2f} | {row['batch_size']} | {unet_batch} "
-            f"| {ms('unet_forward')} | {number('unet_forward')} | {ms('pipeline')} | {number('pipeline')} "
-            f"| {number('predicted_from_macs')} | {number('realisation_ratio_unet_forward')} "
-            f"| {number('realisation_ratio_pipeline')} |"
+            f"| {ms(latency, 'unet_forward')} | {number(speedup, 'unet_forward')} | {ms(latency, 'pipeline')} | {number(speedup, 'pipeline')} "
+            f"| {number(speedup, 'predicted_from_macs')} | {number(speedup, 'realisation_ratio_unet_forward')} "
+            f"| {number(speedup, 'realisation_ratio_pipeline')} |"
         )
     return "\n".join(lines)
 
 
 def _given_options(args) -> list[str]:
-    return [f"--{key.replace('_', '-')} {value}" if not isinstance(value, bool) else f"--{key.replace('_', '-')}"
-            for key, value in vars(args).items() if value is not None and value is not False]
+    return [
+        f"--{key.replace('_', '-')} {value}" if not isinstance(value, bool) else f"--{key.replace('_', '-')}"
+        for key, value in vars(args).items()
+        if value is not None and value is not False
+    ]
 
 
 if __name__ == "__main__":

@@ -77,18 +77,28 @@ def channel_prune(unet, gradients: dict, ratio: float):
         parameter.grad = gradients[name].clone()
     # Fix 1: q/k/v are split into heads by a view; without the head count Torch-Pruning cuts their channels
     # anywhere and the survivors shift between heads. With it, the same positions go from every head.
-    heads = {layer: module.heads for module in model.modules() if isinstance(module, Attention)
-             for layer in (module.to_q, module.to_k, module.to_v)}
+    heads = {
+        layer: module.heads
+        for module in model.modules()
+        if isinstance(module, Attention)
+        for layer in (module.to_q, module.to_k, module.to_v)
+    }
     inputs = example_inputs(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pruner = tp.pruner.MetaPruner(
-            model, inputs, importance=tp.importance.TaylorImportance(multivariable=False), pruning_ratio=ratio,
+            model,
+            inputs,
+            importance=tp.importance.TaylorImportance(multivariable=False),
+            pruning_ratio=ratio,
             # Fix 2: GroupNorm makes Torch-Pruning cut the same count from every group (4-8 channels per group
             # here), so a uniform per-layer ratio only reaches a few coarse MAC levels (0.71, 0.57, 0.35 on the
             # layers_per_block=1 digits-ddpm); ranking globally across layers lets the MACs match a budget.
-            global_pruning=True, ignored_layers=[model.conv_out], num_heads=heads,
-            in_channel_groups={}, out_channel_groups={},  # fresh dicts: the library's defaults are shared
+            global_pruning=True,
+            ignored_layers=[model.conv_out],
+            num_heads=heads,
+            in_channel_groups={},
+            out_channel_groups={},  # fresh dicts: the library's defaults are shared
         )
         for group in pruner.step(interactive=True):
             group.prune()
@@ -164,30 +174,42 @@ def compare_cuts(original, tp_cuts: dict, args) -> list[str]:
         reload = reload_error(lambda path, cut=tp_cut: pipeline_with(original, cut).save_pretrained(path))
         cuts[f"torch-pruning (Diff-Pruning) at {keep:g}"] = (tp_cut, tp_fids, reload)
         try:
-            ld_pruner = prune(original, method="ld-pruner", keep_macs=keep, show_progress=False,
-                              calibration=CalibrationSettings(num_samples=args.calibration_samples,
-                                                              num_inference_steps=args.inference_steps))
+            ld_pruner = prune(
+                original,
+                method="ld-pruner",
+                keep_macs=keep,
+                show_progress=False,
+                calibration=CalibrationSettings(
+                    num_samples=args.calibration_samples, num_inference_steps=args.inference_steps
+                ),
+            )
         except DiffpruneError as error:  # e.g. a budget below what removing every unit reaches
             missing.append(f"ld-pruner at keep_macs {keep:g}: {error}")
             print(missing[-1], flush=True)
             continue
-        ld_fids = [quality(ld_pruner.pipeline, original, MODEL, args, seed=1000 * repeat)[0]
-                   for repeat in range(args.repeats)]
+        ld_fids = [
+            quality(ld_pruner.pipeline, original, MODEL, args, seed=1000 * repeat)[0] for repeat in range(args.repeats)
+        ]
         cuts[f"ld-pruner (diffprune) at {keep:g}"] = (ld_pruner.pipeline.unet, ld_fids, reload_error(ld_pruner.save))
-    latency = latency_ratios({"original": unet, **{label: cut[0] for label, cut in cuts.items()}},
-                             args.latency_rounds, args.latency_runs)
+    latency = latency_ratios(
+        {"original": unet, **{label: cut[0] for label, cut in cuts.items()}}, args.latency_rounds, args.latency_runs
+    )
     base_macs, base_params = count_macs(unet), count_parameters(unet)
     lines = [
         f"Same run, cuts at keep_macs {', '.join(f'{keep:g}' for keep in tp_cuts)}: one UNet forward (batch 1) on "
-        f"CPU, median of {args.latency_rounds} interleaved rounds of {args.latency_runs} runs each.", "",
+        f"CPU, median of {args.latency_rounds} interleaved rounds of {args.latency_runs} runs each.",
+        "",
         "| cut | MACs kept | params kept | UNet latency | latency ratio | FID vs original | reloads from its folder |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| original | 1.000 | 1.000 | {latency['original'][0]:.2f} ms | 1.00 | – | yes |",
     ]
     for label, (model, fids, reload) in cuts.items():
-        lines.append(f"| {label} | {count_macs(model) / base_macs:.3f} | {count_parameters(model) / base_params:.3f} | "
-                     f"{latency[label][0]:.2f} ms | {latency[label][1]:.2f} | {mean_std(fids)} | "
-                     + ("yes" if reload is None else f"no: `{reload}`") + " |")
+        lines.append(
+            f"| {label} | {count_macs(model) / base_macs:.3f} | {count_parameters(model) / base_params:.3f} | "
+            f"{latency[label][0]:.2f} ms | {latency[label][1]:.2f} | {mean_std(fids)} | "
+            + ("yes" if reload is None else f"no: `{reload}`")
+            + " |"
+        )
     lines += [f"\nNo LD-Pruner cut: {line}." for line in missing]
     return lines
 
@@ -202,8 +224,11 @@ def main():
     parser.add_argument("--inference-steps", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.05, help="Diff-Pruning's loss threshold")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative MACs tolerance")
-    parser.add_argument("--compare-budgets", default="0.7,0.75",
-                        help="budgets where the cut is compared with an LD-Pruner cut (cost, latency, reload)")
+    parser.add_argument(
+        "--compare-budgets",
+        default="0.7,0.75",
+        help="budgets where the cut is compared with an LD-Pruner cut (cost, latency, reload)",
+    )
     parser.add_argument("--latency-rounds", type=int, default=3)
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
@@ -216,8 +241,9 @@ def main():
     original = load_pipeline(MODEL)
     unet = original.unet.eval()
     base_macs, base_params = count_macs(unet), count_parameters(unet)
-    calibration = CalibrationSettings(num_samples=args.calibration_samples,
-                                      num_inference_steps=args.inference_steps, show_progress=False)
+    calibration = CalibrationSettings(
+        num_samples=args.calibration_samples, num_inference_steps=args.inference_steps, show_progress=False
+    )
     clean = adapter_for(original, calibration).final_latents()[:, 0]
     gradients, taylor_steps = accumulate_taylor_gradients(unet, original.scheduler, clean, args.threshold)
     print(f"Taylor gradients accumulated over timesteps 0..{taylor_steps - 1}", flush=True)
@@ -230,17 +256,29 @@ def main():
         pipeline = pipeline_with(original, model)
         fids = [quality(pipeline, original, MODEL, args, seed=1000 * repeat)[0] for repeat in range(args.repeats)]
         cuts[keep] = (model, fids)
-        rows.append({"keep": keep, "kept": kept, "ratio": ratio, "params": count_parameters(model) / base_params,
-                     "fid": fids, "seconds": cut_seconds})
-        print(f"torch-pruning keep {keep:g}: ratio {ratio:.3f} kept {kept:.3f} FID {statistics.mean(fids):.2f}",
-              flush=True)
+        rows.append(
+            {
+                "keep": keep,
+                "kept": kept,
+                "ratio": ratio,
+                "params": count_parameters(model) / base_params,
+                "fid": fids,
+                "seconds": cut_seconds,
+            }
+        )
+        print(
+            f"torch-pruning keep {keep:g}: ratio {ratio:.3f} kept {kept:.3f} FID {statistics.mean(fids):.2f}",
+            flush=True,
+        )
     comparison = compare_cuts(original, {keep: cuts[keep] for keep in args.compare_budgets}, args)
 
     command = " ".join(["python"] + sys.argv)
     lines = [
-        "## Peer from outside the project: Torch-Pruning with the Diff-Pruning recipe (no fine-tuning)", "",
+        "## Peer from outside the project: Torch-Pruning with the Diff-Pruning recipe (no fine-tuning)",
+        "",
         f"Command: `{command}` · hardware: {hardware()} · torch-pruning {_torch_pruning_version()} · "
-        f"total {time.perf_counter() - started:.0f} s", "",
+        f"total {time.perf_counter() - started:.0f} s",
+        "",
         f"{MODEL}: channel pruning of the whole UNet (output conv left alone) with first-order Taylor importance "
         f"of the denoising loss, gradients accumulated over timesteps 0..{taylor_steps - 1} (Diff-Pruning's stop "
         f"at loss < {args.threshold} x max), on the original's own {args.calibration_samples} calibration samples "
@@ -248,19 +286,26 @@ def main():
         "GroupNorm makes a uniform per-layer ratio reach only a few MAC levels here; the ratio is bisected until "
         "diffprune.costs.count_macs lands on the budget. FID exactly as in the criteria table: bundled feature "
         f"network against the original's samples, {args.eval_samples} samples, {args.eval_steps} steps, "
-        f"mean ± std over {args.repeats} sample seeds.", "",
+        f"mean ± std over {args.repeats} sample seeds.",
+        "",
         "| method | keep_macs | MACs kept (measured) | params kept | channel ratio | FID vs original | cut time |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| torch-pruning (Diff-Pruning) | {row['keep']:g} | {row['kept']:.3f} | {row['params']:.3f} | "
-                     f"{row['ratio']:.3f} | {mean_std(row['fid'])} | {row['seconds']:.0f} s |")
-    lines += ["", *comparison, "",
-              "Torch-Pruning keeps each module and changes its weight shapes, so the saved config (block_out_channels "
-              "etc.) no longer describes the weights and the cut cannot be rebuilt from config (the error above); it "
-              "would have to be pickled whole, which the house rules forbid. That is why diffprune cuts whole units "
-              "instead: the remaining modules keep their shapes, the config records what was removed, and stock "
-              "diffusers reloads it."]
+        lines.append(
+            f"| torch-pruning (Diff-Pruning) | {row['keep']:g} | {row['kept']:.3f} | {row['params']:.3f} | "
+            f"{row['ratio']:.3f} | {mean_std(row['fid'])} | {row['seconds']:.0f} s |"
+        )
+    lines += [
+        "",
+        *comparison,
+        "",
+        "Torch-Pruning keeps each module and changes its weight shapes, so the saved config (block_out_channels "
+        "etc.) no longer describes the weights and the cut cannot be rebuilt from config (the error above); it "
+        "would have to be pickled whole, which the house rules forbid. That is why diffprune cuts whole units "
+        "instead: the remaining modules keep their shapes, the config records what was removed, and stock "
+        "diffusers reloads it.",
+    ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -16,9 +16,8 @@ import json
 import string
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
 from digit_prompts import FIGURES, TEMPLATES, WORDS, all_prompts
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 

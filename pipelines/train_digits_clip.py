@@ -10,19 +10,18 @@ Reproduce:  .venv/bin/python pipelines/train_digits_clip.py --out assets/models/
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import time
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
 from card import count_params, folder_size_mb, write_card
 from clip_tokenizer import check_tokenizer, write_tokenizer_files
-from digit_prompts import TEMPLATES, WORDS, prompt_for, random_prompt
+from digit_prompts import TEMPLATES, prompt_for, random_prompt
 from digits_data import digits_split, to_unit
 from grids import save_grid
+from training import schedule_factor
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
 IMAGE_SIZE = 16
 MAX_TOKENS = 16
@@ -48,13 +47,24 @@ def pixel_values(x01: torch.Tensor) -> torch.Tensor:
 def build_config(vocab_size: int, bos: int, eos: int) -> CLIPConfig:
     """Hidden 64, 3 text / 3 vision layers, patch 4 on 16x16: tiny but enough for ten classes."""
     text = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, bos_token_id=bos, eos_token_id=eos,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=bos,
+        eos_token_id=eos,
         pad_token_id=eos,
     )
     vision = dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-        image_size=IMAGE_SIZE, patch_size=4, num_channels=3,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=4,
+        num_channels=3,
     )
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
 
@@ -97,8 +107,6 @@ def main() -> None:
     by_digit = [torch.nonzero(y_tr == d).flatten() for d in range(10)]
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    warm = 100
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
     t0 = time.time()
     model.train()
     for step in range(args.steps):
@@ -118,7 +126,7 @@ def main() -> None:
             + torch.sum(-target * F.log_softmax(out.logits_per_text, 1), 1).mean()
         )
         for g in opt.param_groups:
-            g["lr"] = args.lr * lr_at(step)
+            g["lr"] = args.lr * schedule_factor(step, args.steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -134,8 +142,10 @@ def main() -> None:
 
     processor = CLIPProcessor(
         image_processor=CLIPImageProcessor(
-            size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+            size={"shortest_edge": IMAGE_SIZE},
+            crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
         ),
         tokenizer=tok,
     )

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-
 from card import count_params, folder_size_mb, write_card
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from digits_data import digits_split, to_signed
 from grids import save_grid
-from training import optimizer_step  # noqa: E402
+from training import optimizer_step, schedule_factor  # noqa: E402
 
 
 def build_unet() -> UNet2DModel:
@@ -62,8 +60,6 @@ def main() -> None:
     ema = copy.deepcopy(unet).requires_grad_(False)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    warm = 100
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
     gen = torch.Generator().manual_seed(args.seed)
 
     t0 = time.time()
@@ -74,7 +70,7 @@ def main() -> None:
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         xt = sched.add_noise(x0, noise, t)
         loss = F.mse_loss(unet(xt, t).sample, noise)
-        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
+        optimizer_step(unet, ema, opt, loss, args.lr * schedule_factor(step, args.steps), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0

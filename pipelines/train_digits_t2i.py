@@ -34,13 +34,13 @@ from diffusers import (
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for diffprune
-from diffprune.feature_networks import FeatureClassifier  # noqa: E402
-
 from card import count_params, folder_size_mb, write_card  # noqa: E402
 from digit_prompts import WORDS, all_prompts, digit_of_prompt  # noqa: E402
 from digits_data import digits_split, to_signed  # noqa: E402
 from grids import save_grid  # noqa: E402
-from training import optimizer_step  # noqa: E402
+from training import optimizer_step, schedule_factor  # noqa: E402
+
+from diffprune.feature_networks import FeatureClassifier  # noqa: E402
 
 IMAGE_SIZE = 16
 BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -49,10 +49,15 @@ BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_
 def build_vae() -> AutoencoderKL:
     """16x16 RGB -> 4x8x8 latents (one downsampling): fast to train and decodes sharp digits."""
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=IMAGE_SIZE,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=IMAGE_SIZE,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        norm_num_groups=16,
     )
 
 
@@ -60,11 +65,16 @@ def build_unet(cross_dim: int) -> UNet2DConditionModel:
     """Cross-attention at 8x8 and in the 4x4 mid block: the SD layout in miniature. layers_per_block 2 as in
     Stable Diffusion, so each block has shape-preserving resnets / transformer blocks the pruner can remove."""
     return UNet2DConditionModel(
-        sample_size=IMAGE_SIZE // 2, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=IMAGE_SIZE // 2,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=cross_dim, attention_head_dim=8, norm_num_groups=16,
+        cross_attention_dim=cross_dim,
+        attention_head_dim=8,
+        norm_num_groups=16,
     )
 
 
@@ -92,8 +102,13 @@ def train_vae(vae, images, steps, gen, batch=32, lr=2e-3):
 def faithfulness(pipe, judge, per_digit, guidance, steps, seed):
     """Fraction of generated images the digits-features classifier labels as the prompted digit."""
     prompts = [f"a handwritten {WORDS[d]}" for d in range(10) for _ in range(per_digit)]
-    images = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance,
-                  generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    images = pipe(
+        prompts,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+    ).images
     pred = judge.classify(images).argmax(1)
     want = torch.tensor([digit_of_prompt(p) for p in prompts])
     return (pred == want).float().mean().item(), images
@@ -105,11 +120,18 @@ def main() -> None:
     ap.add_argument("--judge", default="assets/models/digits-features")
     ap.add_argument("--out", default="assets/models/digits-t2i")
     ap.add_argument("--vae-steps", type=int, default=800)
-    ap.add_argument("--reuse-vae", default=None, metavar="FOLDER",
-                    help="load this trained AutoencoderKL (e.g. assets/models/digits-t2i/vae) instead of training one; "
-                    "keeps its latent space and scaling_factor")
-    ap.add_argument("--prompts", default="assets/prompts/digits.txt",
-                    help="copied into the pipeline folder as calibration_prompts.txt (diffprune's default calibration set)")
+    ap.add_argument(
+        "--reuse-vae",
+        default=None,
+        metavar="FOLDER",
+        help="load this trained AutoencoderKL (e.g. assets/models/digits-t2i/vae) instead of training one; "
+        "keeps its latent space and scaling_factor",
+    )
+    ap.add_argument(
+        "--prompts",
+        default="assets/prompts/digits.txt",
+        help="copied into the pipeline folder as calibration_prompts.txt (diffprune's default calibration set)",
+    )
     ap.add_argument("--steps", type=int, default=2200)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -138,8 +160,10 @@ def main() -> None:
             vae.register_to_config(scaling_factor=float(1.0 / lat.std()))
         latents = lat * vae.config.scaling_factor
         rec_mse = F.mse_loss(vae.decode(lat).sample, images).item()
-    print(f"vae: {vae_s:.0f}s, scaling_factor {vae.config.scaling_factor:.4f}, rec mse {rec_mse:.4f}"
-          f"{' (reused from ' + args.reuse_vae + ')' if args.reuse_vae else ''}")
+    print(
+        f"vae: {vae_s:.0f}s, scaling_factor {vae.config.scaling_factor:.4f}, rec mse {rec_mse:.4f}"
+        f"{' (reused from ' + args.reuse_vae + ')' if args.reuse_vae else ''}"
+    )
 
     # Text encoder = digits-clip's text tower (frozen). Every training prompt is embedded once up front.
     tok = CLIPTokenizer.from_pretrained(args.clip)
@@ -163,8 +187,6 @@ def main() -> None:
     ema = copy.deepcopy(unet).requires_grad_(False)
     noise_sched = DDPMScheduler(**BETAS)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr)
-    warm = 100
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
     t1 = time.time()
     for step in range(args.steps):
         idx = torch.randint(0, len(latents), (args.batch,), generator=gen)
@@ -178,16 +200,21 @@ def main() -> None:
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         zt = noise_sched.add_noise(z0, noise, t)
         loss = F.mse_loss(unet(zt, t, encoder_hidden_states=cond).sample, noise)
-        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
+        optimizer_step(unet, ema, opt, loss, args.lr * schedule_factor(step, args.steps), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"unet step {step} loss {loss.item():.4f} {time.time() - t1:.0f}s", flush=True)
     unet_s = time.time() - t1
     _ = rng
 
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=ema,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tok,
+        unet=ema,
         scheduler=DPMSolverMultistepScheduler(**BETAS, steps_offset=1),  # steps_offset=1: what SD pipelines expect
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(args.out, safe_serialization=True)
@@ -222,9 +249,12 @@ def main() -> None:
             f"(32, 64), down (CrossAttnDownBlock2D, DownBlock2D), up (UpBlock2D, CrossAttnUpBlock2D), layers_per_block 2, "
             f"cross_attention_dim {text_encoder.config.hidden_size}, attention_head_dim 8, {count_params(ema):,} params. "
             f"Text encoder (frozen, from digits-clip): {count_params(text_encoder):,} params.",
-            "Training": (f"VAE: reused unchanged from `{args.reuse_vae}` (`--reuse-vae`; originally {args.vae_steps} "
-            f"steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL) " if args.reuse_vae else
-            f"VAE: {args.vae_steps} steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL, {vae_s:.0f} s ")
+            "Training": (
+                f"VAE: reused unchanged from `{args.reuse_vae}` (`--reuse-vae`; originally {args.vae_steps} "
+                f"steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL) "
+                if args.reuse_vae
+                else f"VAE: {args.vae_steps} steps, batch 32, AdamW lr 2e-3 cosine, L1+MSE+1e-3 KL, {vae_s:.0f} s "
+            )
             + f"(reconstruction MSE {rec_mse:.4f} in [-1, 1]). UNet: {args.steps} steps, batch {args.batch}, AdamW lr "
             f"{args.lr} (warm-up + cosine), epsilon MSE with scaled_linear betas 0.00085-0.012 / 1000 steps, EMA 0.995 "
             f"(EMA weights shipped), {unet_s:.0f} s. Seed {args.seed}. 1 CPU thread.",
@@ -236,8 +266,12 @@ def main() -> None:
             "Reproduce": "```\n.venv/bin/python pipelines/train_feature_networks.py --out assets/models\n"
             ".venv/bin/python pipelines/train_digits_clip.py --out assets/models/digits-clip\n"
             ".venv/bin/python pipelines/train_digits_t2i.py --clip assets/models/digits-clip --out assets/models/digits-t2i\n```"
-            + (f"\nThis version kept the VAE of the previous one: `.venv/bin/python pipelines/train_digits_t2i.py --reuse-vae "
-               f"{args.reuse_vae} --out <new folder>`." if args.reuse_vae else ""),
+            + (
+                f"\nThis version kept the VAE of the previous one: `.venv/bin/python pipelines/train_digits_t2i.py --reuse-vae "
+                f"{args.reuse_vae} --out <new folder>`."
+                if args.reuse_vae
+                else ""
+            ),
             "Size": f"{folder_size_mb(args.out):.2f} MB (safetensors).",
         },
     )

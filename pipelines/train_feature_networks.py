@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for diffprune
-from diffprune.feature_networks import FeatureClassifier  # noqa: E402
-
 from card import count_params, folder_size_mb, write_card  # noqa: E402
 from digits_data import digits_split, to_unit  # noqa: E402
 from grids import save_grid  # noqa: E402
 from tones_data import NUM_CLASSES, tones_dataset  # noqa: E402
+
+from diffprune.feature_networks import FeatureClassifier  # noqa: E402
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, shift: float, scale: float, noise: float) -> torch.Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import sys
 import time
 import wave
@@ -23,12 +22,12 @@ import torch.nn.functional as F
 from diffusers import AudioDiffusionPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for diffprune
-from diffprune.feature_networks import FeatureClassifier  # noqa: E402
-
 from card import count_params, folder_size_mb, write_card  # noqa: E402
 from grids import save_grid  # noqa: E402
 from tones_data import HOP, N_FFT, RES, SAMPLE_RATE, make_mel, tones_dataset  # noqa: E402
-from training import optimizer_step  # noqa: E402
+from training import optimizer_step, schedule_factor  # noqa: E402
+
+from diffprune.feature_networks import FeatureClassifier  # noqa: E402
 
 
 def build_unet() -> UNet2DModel:
@@ -36,11 +35,15 @@ def build_unet() -> UNet2DModel:
     8x8: ~45% of the MACs sit in removable units (non-concat resnets, attention, mid block), so the
     60-70% MAC targets of the demo and benchmarks are reachable."""
     return UNet2DModel(
-        sample_size=(RES, RES), in_channels=1, out_channels=1, layers_per_block=4,
+        sample_size=(RES, RES),
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=4,
         block_out_channels=(16, 32, 64),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, attention_head_dim=32,
+        norm_num_groups=8,
+        attention_head_dim=32,
     )
 
 
@@ -64,29 +67,30 @@ def main() -> None:
     ema = copy.deepcopy(unet).requires_grad_(False)
     train_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr)
-    warm = 100
-    lr_at = lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
     t0 = time.time()
     for step in range(args.steps):
         x0 = data[torch.randint(0, len(data), (args.batch,), generator=gen)]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (args.batch,), generator=gen)
         loss = F.mse_loss(unet(train_sched.add_noise(x0, noise, t), t).sample, noise)
-        optimizer_step(unet, ema, opt, loss, args.lr * lr_at(step), step)
+        optimizer_step(unet, ema, opt, loss, args.lr * schedule_factor(step, args.steps), step)
         if step % 200 == 0 or step == args.steps - 1:
             print(f"step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
     train_s = time.time() - t0
 
     # DDIM at inference: 50 default steps instead of 1000, same betas as training.
-    pipe = AudioDiffusionPipeline(vqvae=None, unet=ema, mel=make_mel(),
-                                  scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear"))
+    pipe = AudioDiffusionPipeline(
+        vqvae=None, unet=ema, mel=make_mel(), scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    )
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(args.out, safe_serialization=True)
 
     t1 = time.time()
     out = pipe(batch_size=40, steps=50, generator=torch.Generator().manual_seed(0))
     sample_s = time.time() - t1
-    gen_imgs = torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0) for im in out.images]).unsqueeze(1)
+    gen_imgs = torch.stack([torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0) for im in out.images]).unsqueeze(
+        1
+    )
     save_grid(gen_imgs, f"{args.out}/samples.png", nrow=10, scale=4)
     audio = np.asarray(out.audios)[0, 0]
     with wave.open(f"{args.out}/sample.wav", "wb") as w:  # one clip to listen to
@@ -103,9 +107,11 @@ def main() -> None:
         pred = probs.argmax(1)
         counts = torch.bincount(pred, minlength=10).tolist()
         conf = probs.max(1).values.mean().item()
-        judge_line = (f"tones-features labels the 40 samples of `samples.png` as classes {counts} (counts for 0..9), "
-                      f"mean top-class probability {conf:.3f} (a confident, spread-out labelling means the samples "
-                      f"look like the ten melodies).")
+        judge_line = (
+            f"tones-features labels the 40 samples of `samples.png` as classes {counts} (counts for 0..9), "
+            f"mean top-class probability {conf:.3f} (a confident, spread-out labelling means the samples "
+            f"look like the ten melodies)."
+        )
         print(judge_line)
 
     write_card(

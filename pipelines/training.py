@@ -5,7 +5,14 @@ EMA weights are what we ship: a short run's raw weights give noticeably blotchie
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+
+def schedule_factor(step: int, total_steps: int, warmup_steps: int = 100) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+    return min(1.0, (step + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
 def optimizer_step(model, ema, optimizer, loss, learning_rate: float, step: int, max_decay: float = 0.995) -> None:
@@ -17,5 +24,5 @@ def optimizer_step(model, ema, optimizer, loss, learning_rate: float, step: int,
     optimizer.step()
     decay = min(max_decay, (1 + step) / (10 + step))
     with torch.no_grad():
-        for averaged, current in zip(ema.parameters(), model.parameters()):
+        for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
             averaged.lerp_(current, 1 - decay)

@@ -7,12 +7,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tiny_models import tiny_ddpm_pipeline  # noqa: E402
+
 import diffprune  # noqa: E402
 from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.distillation import DistillSettings, distill  # noqa: E402
 from diffprune.distributed import process_state  # noqa: E402
 from diffprune.loading import with_unet  # noqa: E402
-from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 
 
 def distilled_weights() -> dict:
@@ -20,8 +21,9 @@ def distilled_weights() -> dict:
     teacher = tiny_ddpm_pipeline()
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["mid_block"]))
     settings = DistillSettings(steps=3, batch_size=4, learning_rate=1e-3, ema_decay=None)
-    pipeline, _ = distill(student, teacher, settings, CalibrationSettings(num_samples=8, num_inference_steps=2),
-                          show_progress=False)
+    pipeline, _ = distill(
+        student, teacher, settings, CalibrationSettings(num_samples=8, num_inference_steps=2), show_progress=False
+    )
     return {name: value.detach().clone() for name, value in pipeline.unet.state_dict().items()}
 
 

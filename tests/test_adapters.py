@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import LATENT_SCHEDULERS, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.adapters import CalibrationSettings, adapter_for
-from tiny_models import LATENT_SCHEDULERS, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 PROMPTS = ["a cat", "a dog", "a red house"]
 STEPS = 4
@@ -75,8 +75,9 @@ def test_digits_t2i_calibration_samples_show_the_prompted_digit():
     from digit_prompts import digit_of_prompt
 
     pipe = load_pipeline("digits-t2i")
-    settings = CalibrationSettings(num_samples=30, num_inference_steps=10, prompts=default_prompts(pipe, "digits-t2i"),
-                                   show_progress=False)
+    settings = CalibrationSettings(
+        num_samples=30, num_inference_steps=10, prompts=default_prompts(pipe, "digits-t2i"), show_progress=False
+    )
     adapter = adapter_for(pipe, settings)
     latents = adapter.final_latents(1)[:, 0]
     with torch.no_grad():

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from tiny_evaluation_models import tiny_clap
 
 from diffprune.errors import DiffpruneError
 from diffprune.metrics.clap_score import ClapScorer, load_clap
-from tiny_evaluation_models import tiny_clap
 
 
 def test_score_is_clip_formula_on_clap_embeddings_after_resampling():

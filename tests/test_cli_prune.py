@@ -4,9 +4,9 @@ import json
 
 import pytest
 from diffusers import DiffusionPipeline
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.cli import main
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 FAST = ["--num-samples", "3", "--inference-steps", "2", "--device", "cpu"]
 
@@ -38,7 +38,19 @@ def test_text_to_image_prune_with_prompt_file(tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a 1\na 2\n")
     out = tmp_path / "cut"
-    argv = ["prune", str(source), "--num-units", "2", "--kinds", "attention,resnet", "--prompts", str(prompts), "--out", str(out), *FAST]
+    argv = [
+        "prune",
+        str(source),
+        "--num-units",
+        "2",
+        "--kinds",
+        "attention,resnet",
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(argv) == 0
     reloaded = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
     assert len(reloaded.unet.config.removed_units) == 2

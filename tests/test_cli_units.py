@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
+from tiny_models import tiny_ddpm_pipeline
 
 from diffprune.cli import main
-from tiny_models import tiny_ddpm_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,21 @@ def pipeline_without_unet(tmp_path_factory):
 
     torch.manual_seed(0)
     transformer = DiTTransformer2DModel(
-        sample_size=8, patch_size=2, in_channels=4, out_channels=8, num_layers=1, num_attention_heads=2, attention_head_dim=4
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=8,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
     )
-    vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        norm_num_groups=8,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+    )
     folder = tmp_path_factory.mktemp("dit")
     DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
     return folder
@@ -81,7 +92,9 @@ def test_unreachable_hub_id_is_a_one_line_error(capsys, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network wait in the test
-    assert "could not load pipeline 'nobody-here/no-such-model'" in _error_of(["units", "nobody-here/no-such-model"], capsys)
+    assert "could not load pipeline 'nobody-here/no-such-model'" in _error_of(
+        ["units", "nobody-here/no-such-model"], capsys
+    )
 
 
 def test_bundled_names_work_wherever_a_path_is_taken(capsys):

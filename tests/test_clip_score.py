@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny_evaluation_models import tiny_clip
 
 from diffprune import zoo
 from diffprune.errors import DiffpruneError
 from diffprune.metrics.clip_score import ClipScorer, FeaturesAsTensors, default_clip_model, load_clip
-from tiny_evaluation_models import tiny_clip
 
 
 def test_score_is_torchmetrics_formula_on_the_projected_features():

@@ -8,19 +8,20 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 from diffusers import DDPMPipeline
 from PIL import Image
+from tiny_evaluation_models import tiny_audio_diffusion_pipeline
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.errors import DiffpruneError
 from diffprune.evaluation import compare_and_report
 from diffprune.grids import CELL, grid_size
 from diffprune.latency import LatencySettings
-from tiny_evaluation_models import tiny_audio_diffusion_pipeline
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
-FAST = dict(num_inference_steps=1, latency=LatencySettings(runs=1, warmup=0, num_inference_steps=1), show_progress=False)
+FAST = dict(
+    num_inference_steps=1, latency=LatencySettings(runs=1, warmup=0, num_inference_steps=1), show_progress=False
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -38,7 +39,11 @@ def test_grid_has_one_column_per_model_and_one_row_per_sample(ddpm_comparison):
     with Image.open(out / "grid.png") as grid:
         assert grid.size == grid_size(rows=3, columns=2)
     assert [row["model"] for row in summary["rows"]] == ["dense", "pruned"]
-    assert sorted(path.name for path in (out / "samples" / "pruned").iterdir()) == ["seed-0.png", "seed-1.png", "seed-2.png"]
+    assert sorted(path.name for path in (out / "samples" / "pruned").iterdir()) == [
+        "seed-0.png",
+        "seed-1.png",
+        "seed-2.png",
+    ]
 
 
 def test_summary_table_and_json(ddpm_comparison):
@@ -82,8 +87,9 @@ def test_failed_comparison_leaves_no_folder(tmp_path):
 def test_text_to_image_rows_are_prompts(tmp_path):
     sd = tiny_sd_pipeline()
     prompts = ["a one", "a two"]
-    summary = compare_and_report({"first": sd, "second": tiny_sd_pipeline()}, "first", tmp_path / "cmp",
-                                 prompts=prompts, metrics="macs", **FAST)
+    summary = compare_and_report(
+        {"first": sd, "second": tiny_sd_pipeline()}, "first", tmp_path / "cmp", prompts=prompts, metrics="macs", **FAST
+    )
     assert summary["report"]["prompts"] == prompts
     with Image.open(tmp_path / "cmp" / "grid.png") as grid:
         assert grid.size == grid_size(rows=2, columns=2)
@@ -97,24 +103,48 @@ def test_audio_comparison_writes_wavs_and_players(tmp_path):
     from scipy.io import wavfile
 
     out = tmp_path / "cmp"
-    compare_and_report({"a": tiny_audio_diffusion_pipeline(), "b": tiny_audio_diffusion_pipeline()}, "a", out, num_samples=2, metrics="macs", **FAST)
+    compare_and_report(
+        {"a": tiny_audio_diffusion_pipeline(), "b": tiny_audio_diffusion_pipeline()},
+        "a",
+        out,
+        num_samples=2,
+        metrics="macs",
+        **FAST,
+    )
     rate, samples = wavfile.read(out / "audio" / "b" / "seed-1.wav")
     assert rate == 8000 and samples.dtype.name == "int16" and len(samples) > 0
     page = (out / "report.html").read_text()
     assert page.count("<audio") == 4 and "data:audio/wav;base64," in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium) - HTML not rendered")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium) - HTML not rendered"
+)
 def test_html_renders_in_headless_chromium(ddpm_comparison, tmp_path):
     out, _ = ddpm_comparison
     screenshot = tmp_path / "page.png"
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run(command + ["--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        command + ["--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "<table>" in dom.stdout and "pruned" in dom.stdout and 'class="grid"' in dom.stdout
-    shot = subprocess.run(command + ["--window-size=900,900", f"--screenshot={screenshot}", (out / "report.html").as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        command + ["--window-size=900,900", f"--screenshot={screenshot}", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     with Image.open(screenshot) as image:
         colours = image.convert("L").getextrema()

@@ -22,9 +22,16 @@ def _unet(**overrides):
     """A tiny SD-shaped UNet (time embedding width 64) with one kind of extra conditioning."""
     torch.manual_seed(0)
     config = dict(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=24, attention_head_dim=4, norm_num_groups=8,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=24,
+        attention_head_dim=4,
+        norm_num_groups=8,
     )
     return UNet2DConditionModel(**{**config, **overrides}).eval()
 
@@ -34,12 +41,22 @@ def kandinsky22_decoder_unet():
     ("image") and the cross-attention states ("image_proj"); learned variance doubles out_channels."""
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=4, out_channels=8,
+        block_out_channels=(16, 32),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=8,
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=32, attention_head_dim=8,
-        addition_embed_type="image", encoder_hid_dim=20, encoder_hid_dim_type="image_proj",
-        class_embed_type=None, resnet_time_scale_shift="scale_shift", norm_num_groups=8,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        addition_embed_type="image",
+        encoder_hid_dim=20,
+        encoder_hid_dim_type="image_proj",
+        class_embed_type=None,
+        resnet_time_scale_shift="scale_shift",
+        norm_num_groups=8,
     ).eval()
 
 
@@ -109,9 +126,16 @@ def test_kandinsky22_inputs_match_what_the_decoder_pipeline_passes():
 def _tiny_kandinsky22_pipeline():
     torch.manual_seed(0)
     movq = VQModel(
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
-        up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"), in_channels=3, out_channels=3,
-        latent_channels=4, num_vq_embeddings=12, norm_num_groups=8, vq_embed_dim=4, sample_size=32,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
+        up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        num_vq_embeddings=12,
+        norm_num_groups=8,
+        vq_embed_dim=4,
+        sample_size=32,
     )
     return KandinskyV22Pipeline(unet=kandinsky22_decoder_unet(), scheduler=DDPMScheduler(), movq=movq)
 

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from test_latent_impact import make_zero_effect
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.adapters import CalibrationSettings, adapter_for
 from diffprune.criteria import ScoringContext, available_criteria, get_criterion
@@ -10,8 +12,6 @@ from diffprune.errors import DiffpruneError
 from diffprune.score_store import ScoreStore
 from diffprune.selection import Budget
 from diffprune.units import find_units
-from test_latent_impact import make_zero_effect
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 DATA_DRIVEN = ["ld-pruner", "taylor", "output-loss", "gradflow"]
 FAST_OPTIONS = {"gradflow": {"steps": 9, "stages": 3, "batch_size": 4}, "taylor": {"num_batches": 2, "batch_size": 4}}
@@ -19,10 +19,14 @@ ZERO = "down_blocks.0.resnets.1"
 
 
 def _context(pipeline, **settings):
-    adapter = adapter_for(pipeline, CalibrationSettings(num_samples=4, num_inference_steps=3, show_progress=False, **settings))
+    adapter = adapter_for(
+        pipeline, CalibrationSettings(num_samples=4, num_inference_steps=3, show_progress=False, **settings)
+    )
     units = find_units(pipeline.unet)
     costs = {"macs": sum(u.macs for u in units) * 2, "params": sum(u.params for u in units) * 2}
-    return ScoringContext(adapter, units, ScoreStore(None, {}), show_progress=False, budget=Budget(keep_macs=0.9), total_costs=costs)
+    return ScoringContext(
+        adapter, units, ScoreStore(None, {}), show_progress=False, budget=Budget(keep_macs=0.9), total_costs=costs
+    )
 
 
 def test_registry_lists_headline_methods_and_baselines():

@@ -4,13 +4,13 @@ import json
 
 import pytest
 import torch
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
-from diffprune.adapters import CalibrationSettings, adapter_for
+from diffprune.adapters import CalibrationSettings
 from diffprune.distillation import DistillSettings, distill, matched_block_names
 from diffprune.errors import DiffpruneError
 from diffprune.loading import with_unet
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 def _student_and_teacher():
@@ -60,16 +60,22 @@ def test_resume_from_a_checkpoint_continues_to_the_same_state(tmp_path, monkeypa
         distill(student, teacher, settings, CalibrationSettings(**CALIBRATION), work_dir=tmp_path, show_progress=False)
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 3
     monkeypatch.setattr(module, "save_checkpoint", real_save)
-    resumed, history = distill(student, teacher, settings, CalibrationSettings(**CALIBRATION), work_dir=tmp_path, show_progress=False)
+    resumed, history = distill(
+        student, teacher, settings, CalibrationSettings(**CALIBRATION), work_dir=tmp_path, show_progress=False
+    )
     assert [entry["step"] for entry in history] == list(range(1, 7))
-    for (name, a), b in zip(uninterrupted.unet.named_parameters(), resumed.unet.parameters()):
+    for (name, a), b in zip(uninterrupted.unet.named_parameters(), resumed.unet.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_blocks_pair_by_name_even_when_inner_units_are_cut():
     student, teacher = _student_and_teacher()
     assert matched_block_names(student.unet, teacher.unet) == [
-        "down_blocks.0", "down_blocks.1", "up_blocks.0", "up_blocks.1", "mid_block"
+        "down_blocks.0",
+        "down_blocks.1",
+        "up_blocks.0",
+        "up_blocks.1",
+        "mid_block",
     ]
 
 
@@ -89,4 +95,10 @@ def test_impossible_settings_are_user_errors():
 def test_mismatched_teacher_is_a_user_error():
     student, _ = _student_and_teacher()
     with pytest.raises(DiffpruneError, match="distill from the pipeline the student was pruned from"):
-        distill(student, tiny_sd_pipeline(), DistillSettings(steps=1), CalibrationSettings(**CALIBRATION), show_progress=False)
+        distill(
+            student,
+            tiny_sd_pipeline(),
+            DistillSettings(steps=1),
+            CalibrationSettings(**CALIBRATION),
+            show_progress=False,
+        )

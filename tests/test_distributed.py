@@ -1,6 +1,5 @@
 """Scoring spread over 2 processes with accelerate (CPU, gloo) gives the same scores as one process."""
 
-
 import json
 import os
 import subprocess
@@ -8,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from distributed_scoring import score
 
 
@@ -16,8 +14,20 @@ def launch_two_processes(script: str, *arguments: str) -> None:
     command = [
         # --multi_gpu with no GPU visible starts torchrun processes that talk over gloo on the CPU
         # (--cpu alone would start a single process).
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(Path(__file__).parent / script), *arguments,
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(Path(__file__).parent / script),
+        *arguments,
     ]
     # CPU processes over gloo even on a GPU machine: two processes sharing one GPU over NCCL is not what is tested.
     environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
@@ -41,9 +51,9 @@ def test_two_process_scoring_matches_one_process(tmp_path, method):
 
 def test_two_process_generation_matches_one_process(tmp_path):
     import numpy as np
+    from tiny_models import tiny_ddpm_pipeline
 
     from diffprune.generation import generate
-    from tiny_models import tiny_ddpm_pipeline
 
     output = tmp_path / "samples.json"
     launch_two_processes("distributed_generation.py", str(output))
@@ -54,10 +64,8 @@ def test_two_process_generation_matches_one_process(tmp_path):
 
 
 def test_two_process_distillation_matches_one_process(tmp_path):
-    import torch
-    from safetensors.torch import load_file
-
     from distributed_distillation import distilled_weights
+    from safetensors.torch import load_file
 
     output = tmp_path / "weights.safetensors"
     launch_two_processes("distributed_distillation.py", str(output))

@@ -6,6 +6,8 @@ import pytest
 import torch
 from diffusers import DDPMPipeline
 from PIL import Image
+from tiny_evaluation_models import tiny_audioldm_pipeline, tiny_clap
+from tiny_models import tiny_ddpm_pipeline
 
 import diffprune
 from diffprune import zoo
@@ -20,8 +22,6 @@ from diffprune.evaluation import (
 )
 from diffprune.feature_networks import FeatureClassifier
 from diffprune.latency import LatencySettings
-from tiny_evaluation_models import tiny_audioldm_pipeline, tiny_clap
-from tiny_models import tiny_ddpm_pipeline
 
 FAST_LATENCY = LatencySettings(runs=2, warmup=0, num_inference_steps=1)
 
@@ -61,8 +61,17 @@ def test_fid_against_itself_is_zero_and_grows_when_a_unit_is_removed(dense, prun
 
 def test_evaluate_reports_costs_latency_and_speedup(dense, pruned, features, tmp_path):
     out = tmp_path / "report.json"
-    report = diffprune.evaluate(pruned, reference=dense, metrics="fid,latency,macs", num_samples=3, out=out,
-                                num_inference_steps=1, fid_features=features, latency=FAST_LATENCY, show_progress=False)
+    report = diffprune.evaluate(
+        pruned,
+        reference=dense,
+        metrics="fid,latency,macs",
+        num_samples=3,
+        out=out,
+        num_inference_steps=1,
+        fid_features=features,
+        latency=FAST_LATENCY,
+        show_progress=False,
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     results, reference = report["results"], report["reference_results"]
     assert results["params"] < reference["params"] and results["macs"] < reference["macs"]
@@ -83,8 +92,15 @@ def test_fid_against_a_folder_of_real_images(dense, features, tmp_path):
     for index in range(4):
         pixels = torch.randint(0, 255, (20, 20), dtype=torch.uint8, generator=generator).numpy()
         Image.fromarray(pixels).save(tmp_path / f"real-{index}.png")  # another size: brought to 16x16
-    report = diffprune.evaluate(dense, metrics=["fid"], num_samples=3, real_images=str(tmp_path),
-                                num_inference_steps=2, fid_features=features, show_progress=False)
+    report = diffprune.evaluate(
+        dense,
+        metrics=["fid"],
+        num_samples=3,
+        real_images=str(tmp_path),
+        num_inference_steps=2,
+        fid_features=features,
+        show_progress=False,
+    )
     assert report["results"]["fid"]["vs_real_images"] > 0
     assert report["results"]["fid"]["real_images"] == 4
 
@@ -94,19 +110,38 @@ def test_text_to_audio_is_scored_with_clap_from_a_folder(tmp_path):
     model, processor = tiny_clap()
     model.save_pretrained(tmp_path / "clap")
     processor.save_pretrained(tmp_path / "clap")
-    run = run_evaluation({"audio": tiny_audioldm_pipeline()}, None,
-                         settings(metrics="clap", num_samples=2, num_inference_steps=2, clap_model=str(tmp_path / "clap"),
-                                  prompts=["a dog", "rain"]))
+    run = run_evaluation(
+        {"audio": tiny_audioldm_pipeline()},
+        None,
+        settings(
+            metrics="clap",
+            num_samples=2,
+            num_inference_steps=2,
+            clap_model=str(tmp_path / "clap"),
+            prompts=["a dog", "rain"],
+        ),
+    )
     assert 0 <= run.rows["audio"]["clap_score"] <= 100
     assert run.scorers["clap"] == str(tmp_path / "clap") and run.prompts == ["a dog", "rain"]
 
 
 def test_default_metrics_follow_the_family(dense, pruned, features):
-    run = run_evaluation({"dense": dense, "pruned": pruned}, "dense",
-                         settings(num_samples=2, num_inference_steps=1, fid_features=features,
-                                  latency=LatencySettings(runs=1, warmup=0, measure_pipeline=False)))
+    run = run_evaluation(
+        {"dense": dense, "pruned": pruned},
+        "dense",
+        settings(
+            num_samples=2,
+            num_inference_steps=1,
+            fid_features=features,
+            latency=LatencySettings(runs=1, warmup=0, measure_pipeline=False),
+        ),
+    )
     assert run.metrics == ("fid", "latency", "macs")
-    alone = run_evaluation({"dense": dense}, None, settings(metrics=None, num_samples=2, latency=LatencySettings(runs=1, warmup=0, measure_pipeline=False)))
+    alone = run_evaluation(
+        {"dense": dense},
+        None,
+        settings(metrics=None, num_samples=2, latency=LatencySettings(runs=1, warmup=0, measure_pipeline=False)),
+    )
     assert alone.metrics == ("latency", "macs") and not alone.generated
 
 
@@ -153,4 +188,6 @@ def test_bundled_models_are_recognised_by_name_or_folder():
 def test_timed_pipeline_calls_use_the_generation_steps_unless_told_otherwise():
     assert EvaluationSettings(num_inference_steps=7).latency.num_inference_steps == 7
     assert EvaluationSettings(num_inference_steps=7, latency={"runs": 3}).latency.num_inference_steps == 7
-    assert EvaluationSettings(num_inference_steps=7, latency={"num_inference_steps": 2}).latency.num_inference_steps == 2
+    assert (
+        EvaluationSettings(num_inference_steps=7, latency={"num_inference_steps": 2}).latency.num_inference_steps == 2
+    )

@@ -2,19 +2,28 @@
 
 import pytest
 import torch
+from tiny_models import ddpm_unet, sd_unet
 
 import diffprune
 from diffprune.errors import DiffpruneError
 from diffprune.export import export_plain
 from diffprune.unet_inputs import example_inputs
-from tiny_models import ddpm_unet, sd_unet
 
 
 @pytest.mark.parametrize(
     "build, names",
     [
-        (sd_unet, ["mid_block", "down_blocks.0.attentions.0", "down_blocks.0.attentions.1",
-                   "up_blocks.1.attentions.0", "up_blocks.1.attentions.1", "up_blocks.1.attentions.2"]),
+        (
+            sd_unet,
+            [
+                "mid_block",
+                "down_blocks.0.attentions.0",
+                "down_blocks.0.attentions.1",
+                "up_blocks.1.attentions.0",
+                "up_blocks.1.attentions.1",
+                "up_blocks.1.attentions.2",
+            ],
+        ),
         (ddpm_unet, ["mid_block", "up_blocks.0.attentions.0", "up_blocks.0.attentions.1", "up_blocks.0.attentions.2"]),
     ],
 )
@@ -39,8 +48,9 @@ def test_inexpressible_removal_names_the_units_in_the_way():
 def test_export_command_writes_a_stock_pipeline_that_lists_the_removed_units(tmp_path, capsys):
     import json
 
-    from diffprune.cli import main
     from tiny_models import tiny_ddpm_pipeline
+
+    from diffprune.cli import main
 
     pipeline = tiny_ddpm_pipeline()
     pipeline.unet = diffprune.remove_units(pipeline.unet, ["mid_block"])

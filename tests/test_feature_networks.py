@@ -98,8 +98,13 @@ def test_digits_t2i_follows_prompts(judge):
     pipe = StableDiffusionPipeline.from_pretrained(bundled_path("digits-t2i"))
     pipe.set_progress_bar_config(disable=True)
     prompts = [f"a handwritten {w}" for w in WORDS]
-    images = pipe(prompts, num_inference_steps=20, guidance_scale=5.0,
-                  generator=torch.Generator().manual_seed(0), output_type="pt").images
+    images = pipe(
+        prompts,
+        num_inference_steps=20,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+    ).images
     with torch.no_grad():
         pred = judge.classify(images).argmax(1).tolist()
     correct = sum(p == d for d, p in enumerate(pred))
@@ -118,8 +123,9 @@ def test_digits_clip_ranks_matching_prompt_first(held_out):
 
     pil = [Image.fromarray((x[i, 0] * 255).round().byte().numpy()).convert("RGB") for i in idx]
     prompts = [f"a handwritten {w}" for w in WORDS]
-    inputs = proc(text=prompts, images=pil, return_tensors="pt", padding="max_length",
-                  max_length=proc.tokenizer.model_max_length)
+    inputs = proc(
+        text=prompts, images=pil, return_tensors="pt", padding="max_length", max_length=proc.tokenizer.model_max_length
+    )
     with torch.no_grad():
         logits = model(**inputs).logits_per_image  # [image digit, prompt digit]
     correct = (logits.argmax(1) == torch.arange(10)).sum().item()

@@ -1,9 +1,9 @@
 import torch
+from tiny_models import FAMILIES
 
 from diffprune.gates import gated, removal_values, variant_values
 from diffprune.unet_inputs import example_inputs
 from diffprune.units import find_units
-from tiny_models import FAMILIES
 
 
 def _inputs(unet, batch):
@@ -22,10 +22,16 @@ def test_gates_at_one_reproduce_the_original_exactly():
 def test_per_sample_variants_match_separate_runs_and_tile_over_guidance_halves():
     unet = FAMILIES["sd"]()
     units = find_units(unet)
-    variants = [set(), {"down_blocks.0.attentions.1"}, {"mid_block", "up_blocks.1.attentions.0.transformer_blocks.0.ff"}]
+    variants = [
+        set(),
+        {"down_blocks.0.attentions.1"},
+        {"mid_block", "up_blocks.1.attentions.0.transformer_blocks.0.ff"},
+    ]
     single = _inputs(unet, 1)
     # a classifier-free-guidance batch: [uncond x3, cond x3]; variant j governs samples j and j+3
-    doubled = {key: (torch.cat([value] * 6) if isinstance(value, torch.Tensor) else value) for key, value in single.items()}
+    doubled = {
+        key: (torch.cat([value] * 6) if isinstance(value, torch.Tensor) else value) for key, value in single.items()
+    }
     with torch.no_grad():
         with gated(unet, units, variant_values(units, variants)):
             batched = unet(**doubled).sample

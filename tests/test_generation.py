@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_pipeline
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
 from diffprune.generation import (
@@ -15,8 +17,6 @@ from diffprune.generation import (
     pipeline_family,
     sample_plan,
 )
-from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_pipeline
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -89,5 +89,3 @@ def test_sample_plan_cycles_prompts():
     assert sample_plan(2)[1] is None
     with pytest.raises(DiffpruneError):
         sample_plan(0)
-
-

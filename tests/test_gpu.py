@@ -3,6 +3,7 @@ in bf16 on the CPU in tests/test_half_precision.py, so CI without a GPU still gu
 
 import pytest
 import torch
+from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.adapters import CalibrationSettings
@@ -12,7 +13,6 @@ from diffprune.distillation import DistillSettings
 from diffprune.gates import gated, removal_values
 from diffprune.loading import with_unet
 from diffprune.unet_inputs import example_inputs
-from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 pytestmark = pytest.mark.gpu
 FP16 = torch.float16
@@ -45,8 +45,15 @@ def test_prune_a_cuda_fp16_pipeline():
 def test_prune_on_cuda_with_a_loss_based_criterion_in_bf16_scoring():
     pipeline = tiny_ddpm_pipeline().to("cuda")
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, show_progress=False)
-    result = diffprune.prune(pipeline, method="taylor", num_units=2, calibration=calibration, show_progress=False,
-                             dtype="bf16", criterion_options={"num_batches": 1, "batch_size": 2})
+    result = diffprune.prune(
+        pipeline,
+        method="taylor",
+        num_units=2,
+        calibration=calibration,
+        show_progress=False,
+        dtype="bf16",
+        criterion_options={"num_batches": 1, "batch_size": 2},
+    )
     assert placement_of(result.pipeline.unet).dtype == torch.float32
 
 
@@ -54,8 +61,9 @@ def test_distill_a_cuda_fp16_pipeline_with_ema():
     teacher = tiny_ddpm_pipeline().to("cuda", FP16)
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["mid_block"]))
     calibration = CalibrationSettings(num_samples=4, num_inference_steps=2, show_progress=False)
-    distilled, history = diffprune.distill(student, teacher, DistillSettings(steps=3, batch_size=2), calibration,
-                                           show_progress=False)
+    distilled, history = diffprune.distill(
+        student, teacher, DistillSettings(steps=3, batch_size=2), calibration, show_progress=False
+    )
     assert placement_of(distilled.unet) == placement_of(student.unet)
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)
 
@@ -74,8 +82,15 @@ def test_distill_on_the_cpu_while_a_gpu_is_visible_trains_on_the_cpu():
 
 def test_evaluate_on_cuda_times_synchronised_runs():
     pipeline = tiny_sd_pipeline()
-    report = diffprune.evaluate(pipeline, metrics="latency,macs", num_samples=2, device="cuda", dtype="fp16",
-                                show_progress=False, latency={"num_inference_steps": 2})
+    report = diffprune.evaluate(
+        pipeline,
+        metrics="latency,macs",
+        num_samples=2,
+        device="cuda",
+        dtype="fp16",
+        show_progress=False,
+        latency={"num_inference_steps": 2},
+    )
     timing = report["results"]["latency"]["unet_forward"]
     assert timing["device"].startswith("cuda") and timing["dtype"] == "float16"
     assert timing["runs"] >= 20 and "peak_memory_mb" in timing

@@ -3,6 +3,7 @@ a model that lives elsewhere" shows here without a GPU (tests/test_gpu.py repeat
 
 import pytest
 import torch
+from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.adapters import CalibrationSettings
@@ -14,7 +15,6 @@ from diffprune.errors import DiffpruneError
 from diffprune.gates import gated, removal_values
 from diffprune.loading import with_unet
 from diffprune.unet_inputs import example_inputs
-from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 BF16 = torch.bfloat16
 SD_CALIBRATION = dict(num_samples=2, num_inference_steps=1, prompts=["a 1", "a 2"], show_progress=False)
@@ -65,8 +65,9 @@ def test_bf16_cut_equals_the_bf16_gated_model():
 def test_prune_a_bf16_pipeline_with_ld_pruner_keeps_bf16_and_leaves_the_input_alone():
     pipeline = tiny_sd_pipeline().to(BF16)
     before = weights(pipeline.unet)
-    result = diffprune.prune(pipeline, method="ld-pruner", calibration=CalibrationSettings(**SD_CALIBRATION),
-                             **FEW_CANDIDATES)
+    result = diffprune.prune(
+        pipeline, method="ld-pruner", calibration=CalibrationSettings(**SD_CALIBRATION), **FEW_CANDIDATES
+    )
     assert len(result.removed) == 1 and all(torch.isfinite(torch.tensor(list(result.scores.values()))))
     assert placement_of(result.pipeline.unet).dtype == BF16
     assert result.report["settings"]["scoring_dtype"] == "bfloat16"
@@ -76,8 +77,9 @@ def test_prune_a_bf16_pipeline_with_ld_pruner_keeps_bf16_and_leaves_the_input_al
 def test_prune_scores_in_the_requested_dtype_and_cuts_from_the_inputs_own_weights():
     pipeline = tiny_sd_pipeline()
     before = weights(pipeline.unet)
-    result = diffprune.prune(pipeline, method="ld-pruner", dtype="bf16", calibration=CalibrationSettings(**SD_CALIBRATION),
-                             **FEW_CANDIDATES)
+    result = diffprune.prune(
+        pipeline, method="ld-pruner", dtype="bf16", calibration=CalibrationSettings(**SD_CALIBRATION), **FEW_CANDIDATES
+    )
     assert result.report["settings"]["scoring_dtype"] == "bfloat16"
     assert placement_of(result.pipeline.unet).dtype == torch.float32, "the cut keeps the input's precision"
     assert unchanged(pipeline.unet, before) and placement_of(pipeline.text_encoder).dtype == torch.float32
@@ -88,8 +90,13 @@ def test_prune_scores_in_the_requested_dtype_and_cuts_from_the_inputs_own_weight
 def test_prune_a_bf16_pipeline_with_a_loss_based_criterion():
     pipeline = tiny_ddpm_pipeline().to(BF16)
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=1, show_progress=False)
-    result = diffprune.prune(pipeline, method="output-loss", calibration=calibration,
-                             criterion_options={"num_batches": 1, "batch_size": 2}, **FEW_CANDIDATES)
+    result = diffprune.prune(
+        pipeline,
+        method="output-loss",
+        calibration=calibration,
+        criterion_options={"num_batches": 1, "batch_size": 2},
+        **FEW_CANDIDATES,
+    )
     assert len(result.removed) == 1 and placement_of(result.pipeline.unet).dtype == BF16
 
 
@@ -98,8 +105,9 @@ def test_distill_a_bf16_pipeline_trains_and_returns_bf16():
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["mid_block"]))
     before = weights(student.unet)
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=1, show_progress=False)
-    distilled, history = diffprune.distill(student, teacher, DistillSettings(steps=2, batch_size=2), calibration,
-                                           show_progress=False)
+    distilled, history = diffprune.distill(
+        student, teacher, DistillSettings(steps=2, batch_size=2), calibration, show_progress=False
+    )
     assert len(history) == 2 and all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)
     assert placement_of(distilled.unet).dtype == BF16 and unchanged(student.unet, before)
     assert not unchanged(distilled.unet, before), "the fp32 master weights trained and came back in bf16"
@@ -108,16 +116,28 @@ def test_distill_a_bf16_pipeline_trains_and_returns_bf16():
 def test_distill_text_to_image_in_bf16_autocast_from_fp32_pipelines():
     teacher = tiny_sd_pipeline()
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["down_blocks.0.attentions.1"]))
-    distilled, history = diffprune.distill(student, teacher, DistillSettings(steps=1, batch_size=2, ema_decay=None),
-                                           CalibrationSettings(**SD_CALIBRATION), show_progress=False, dtype="bf16")
+    distilled, history = diffprune.distill(
+        student,
+        teacher,
+        DistillSettings(steps=1, batch_size=2, ema_decay=None),
+        CalibrationSettings(**SD_CALIBRATION),
+        show_progress=False,
+        dtype="bf16",
+    )
     assert placement_of(distilled.unet).dtype == BF16
     assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)
 
 
 def test_evaluate_a_bf16_pipeline_with_latency_and_macs():
     pipeline = tiny_sd_pipeline().to(BF16)
-    report = diffprune.evaluate(pipeline, metrics="latency,macs", num_samples=2, device="cpu", show_progress=False,
-                                latency={"runs": 2, "warmup": 0, "num_inference_steps": 1})
+    report = diffprune.evaluate(
+        pipeline,
+        metrics="latency,macs",
+        num_samples=2,
+        device="cpu",
+        show_progress=False,
+        latency={"runs": 2, "warmup": 0, "num_inference_steps": 1},
+    )
     results = report["results"]
     assert results["macs"] == count_macs(tiny_sd_pipeline().unet, example_inputs(pipeline.unet, text_length=12))
     assert results["latency"]["unet_forward"]["dtype"] == "bfloat16"
@@ -143,8 +163,13 @@ def test_fp16_distillation_on_a_cpu_is_refused():
     teacher = tiny_ddpm_pipeline()
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["mid_block"]))
     with pytest.raises(DiffpruneError, match="fp16 training needs a GPU"):
-        diffprune.distill(student, teacher, DistillSettings(steps=1, mixed_precision="fp16"),
-                          CalibrationSettings(num_samples=2, num_inference_steps=1), show_progress=False)
+        diffprune.distill(
+            student,
+            teacher,
+            DistillSettings(steps=1, mixed_precision="fp16"),
+            CalibrationSettings(num_samples=2, num_inference_steps=1),
+            show_progress=False,
+        )
 
 
 def test_a_bf16_unconditional_pipeline_generates_images():

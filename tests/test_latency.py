@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-from diffprune.errors import DiffpruneError
-from diffprune.devices import torch_dtype
-from diffprune.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
 from tiny_models import tiny_sd_pipeline
+
+from diffprune.devices import torch_dtype
+from diffprune.errors import DiffpruneError
+from diffprune.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
 
 
 def test_report_fields_are_present_and_positive():

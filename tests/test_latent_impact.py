@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.adapters import CalibrationSettings, adapter_for
 from diffprune.criteria import ScoringContext, get_criterion
@@ -9,7 +10,6 @@ from diffprune.criteria.latent_impact import latent_statistics_distance
 from diffprune.errors import DiffpruneError
 from diffprune.score_store import ScoreStore
 from diffprune.units import find_units
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 SETTINGS = dict(num_samples=4, num_inference_steps=3, show_progress=False)
 

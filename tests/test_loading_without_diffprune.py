@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import AutoModel, DDPMScheduler
+from tiny_models import tiny_sd_pipeline
 
 import diffprune
 from diffprune import removal, units
 from diffprune.pruned_models import save_pipeline
 from diffprune.unet_inputs import example_inputs
-from tiny_models import tiny_sd_pipeline
 
-REMOVED = ["down_blocks.0.attentions.1", "down_blocks.0.resnets.1", "up_blocks.1.attentions.2.transformer_blocks.0.attn2"]
+REMOVED = [
+    "down_blocks.0.attentions.1",
+    "down_blocks.0.resnets.1",
+    "up_blocks.1.attentions.2.transformer_blocks.0.attn2",
+]
 
 # Runs in a fresh interpreter: importing diffprune raises, so only the folder's code can build the cut.
 WITHOUT_DIFFPRUNE = """
@@ -49,8 +53,15 @@ def _cut_pipeline():
 
 
 def _generate(pipeline):
-    return pipeline(["a 7", "a 3"], num_inference_steps=3, guidance_scale=5.0, output_type="np",
-                    generator=torch.Generator().manual_seed(0), height=32, width=32).images
+    return pipeline(
+        ["a 7", "a 3"],
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        height=32,
+        width=32,
+    ).images
 
 
 def test_the_shipped_code_is_diffprunes_own_removal_module(tmp_path):
@@ -73,8 +84,7 @@ def test_a_fresh_interpreter_without_diffprune_loads_the_pipeline_and_the_unet(t
     # Outside the repository, with its own module cache, so nothing but the folder can supply the code.
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
     argv = [sys.executable, str(script), str(folder), str(out), str(torch.get_num_threads())]
-    run = subprocess.run(argv, cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[0].startswith("diffusers_modules"), "the class came from the folder's code"
     assert run.stdout.split("[", 1)[1].count("'") == 2 * len(REMOVED)

@@ -11,16 +11,20 @@ from diffusers import StableDiffusionPipeline
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
+from tiny_models import tiny_sd_pipeline
 
 import diffprune
 from diffprune.cli import main
 from diffprune.gates import gated, removal_values
 from diffprune.pruned_models import save_pipeline
 from diffprune.units import find_units
-from tiny_models import tiny_sd_pipeline
 
 # A resnet, a whole attention block and a cross-attention sub-layer: each kind of replacement (Bypass, ZeroBranch).
-REMOVED = ["down_blocks.0.resnets.1", "down_blocks.0.attentions.1", "up_blocks.1.attentions.2.transformer_blocks.0.attn2"]
+REMOVED = [
+    "down_blocks.0.resnets.1",
+    "down_blocks.0.attentions.1",
+    "up_blocks.1.attentions.2.transformer_blocks.0.attn2",
+]
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1"]
 
 
@@ -30,15 +34,24 @@ def _lora_file(folder):
     config = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False)
     unet.add_adapter(config)
     StableDiffusionPipeline.save_lora_weights(
-        folder, unet_lora_layers=get_peft_model_state_dict(unet), unet_lora_adapter_metadata=config.to_dict(),
+        folder,
+        unet_lora_layers=get_peft_model_state_dict(unet),
+        unet_lora_adapter_metadata=config.to_dict(),
     )
     return folder / "pytorch_lora_weights.safetensors"
 
 
 def _generate(pipeline):
     pipeline.set_progress_bar_config(disable=True)
-    return pipeline(["a 7", "a 3"], num_inference_steps=3, guidance_scale=5.0, output_type="np",
-                    generator=torch.Generator().manual_seed(0), height=32, width=32).images
+    return pipeline(
+        ["a 7", "a 3"],
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        height=32,
+        width=32,
+    ).images
 
 
 def _expected(lora):

@@ -13,22 +13,29 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel, UNet2DModel
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.pruned_models import save_pipeline
 from diffprune.units import find_units
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 def _generate_sd(pipeline):
     return pipeline(
-        ["a 7", "a 3"], num_inference_steps=3, guidance_scale=5.0, output_type="np",
-        generator=torch.Generator().manual_seed(0), height=32, width=32,
+        ["a 7", "a 3"],
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        height=32,
+        width=32,
     ).images
 
 
 def _generate_ddpm(pipeline):
-    return pipeline(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np").images
+    return pipeline(
+        batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
 
 
 def test_pruned_stable_diffusion_reloads_with_diffprune_and_with_its_own_code(tmp_path):

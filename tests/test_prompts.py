@@ -1,8 +1,8 @@
 import pytest
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
 from diffprune.prompts import default_prompts, read_prompts
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 def test_prompt_files(tmp_path):
@@ -19,8 +19,12 @@ def test_prompt_files(tmp_path):
 def test_defaults_by_pipeline(tmp_path):
     sd = tiny_sd_pipeline()
     assert len(default_prompts(sd, None)) >= 64, "the general calibration list"
-    assert all("digit" in p or any(w in p for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")) or any(c.isdigit() for c in p)
-               for p in default_prompts(sd, "digits-t2i"))
+    assert all(
+        "digit" in p
+        or any(w in p for w in ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))
+        or any(c.isdigit() for c in p)
+        for p in default_prompts(sd, "digits-t2i")
+    )
     assert default_prompts(tiny_ddpm_pipeline()) is None
     sd.save_pretrained(tmp_path / "sd")
     (tmp_path / "sd" / "calibration_prompts.txt").write_text("a 1\na 2\n")

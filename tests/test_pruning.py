@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+from test_latent_impact import make_zero_effect
+from tiny_models import tiny_ddpm_pipeline
 
 import diffprune.pruning as prune_module
 from diffprune.adapters import CalibrationSettings
@@ -12,8 +14,6 @@ from diffprune.costs import count_macs
 from diffprune.errors import DiffpruneError
 from diffprune.pruning import prune
 from diffprune.score_store import ScoreStore
-from test_latent_impact import make_zero_effect
-from tiny_models import tiny_ddpm_pipeline
 
 
 def _calibration():

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tiny_models import FAMILIES
 
 import diffprune
 from diffprune.costs import count_macs, count_parameters
@@ -8,7 +9,6 @@ from diffprune.gates import gated, removal_values
 from diffprune.pruned_models import pruned_class_for
 from diffprune.unet_inputs import example_inputs
 from diffprune.units import find_units
-from tiny_models import FAMILIES
 
 
 def _outermost_every_other(units):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.adapters import CalibrationSettings, adapter_for
@@ -11,7 +12,6 @@ from diffprune.distillation import DistillSettings, distill
 from diffprune.errors import DiffpruneError
 from diffprune.loading import with_unet
 from diffprune.training_data import encode_images, image_files, read_captions
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 
 def _write_images(folder, count, size, mode):
@@ -52,8 +52,14 @@ def test_distillation_and_criteria_train_on_the_user_images(tmp_path):
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["mid_block"]))
     _, history = distill(student, teacher, DistillSettings(steps=2, batch_size=2), settings, show_progress=False)
     assert len(history) == 2
-    result = diffprune.prune(teacher, method="taylor", num_units=1, calibration=settings, show_progress=False,
-                             criterion_options={"num_batches": 1, "batch_size": 2})
+    result = diffprune.prune(
+        teacher,
+        method="taylor",
+        num_units=1,
+        calibration=settings,
+        show_progress=False,
+        criterion_options={"num_batches": 1, "batch_size": 2},
+    )
     assert len(result.removed) == 1
 
 

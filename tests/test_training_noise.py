@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import SD_BETAS, make_scheduler, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
 from diffprune.training_noise import TrainingNoise
-from tiny_models import SD_BETAS, make_scheduler, tiny_sd_pipeline
 
 
 def ddpm(**config):
@@ -110,14 +110,22 @@ def test_losses_run_on_a_v_prediction_dpm_solver_pipeline():
     from diffprune.loading import with_unet
 
     pipe = tiny_sd_pipeline("dpm-solver-v")
-    calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=["a cat", "a dog"],
-                                      show_progress=False)
-    result = diffprune.prune(pipe, method="taylor", num_units=1, calibration=calibration, show_progress=False,
-                             criterion_options={"num_batches": 1, "batch_size": 2})
+    calibration = CalibrationSettings(
+        num_samples=2, num_inference_steps=2, prompts=["a cat", "a dog"], show_progress=False
+    )
+    result = diffprune.prune(
+        pipe,
+        method="taylor",
+        num_units=1,
+        calibration=calibration,
+        show_progress=False,
+        criterion_options={"num_batches": 1, "batch_size": 2},
+    )
     assert len(result.removed) == 1
     student = with_unet(pipe, diffprune.remove_units(pipe.unet, result.removed))
-    _, history = distill(student, pipe, DistillSettings(steps=1, batch_size=2, ema_decay=None), calibration,
-                         show_progress=False)
+    _, history = distill(
+        student, pipe, DistillSettings(steps=1, batch_size=2, ema_decay=None), calibration, show_progress=False
+    )
     assert torch.isfinite(torch.tensor(history[0]["loss"]))
 
 

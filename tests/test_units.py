@@ -1,10 +1,10 @@
 import pytest
 import torch
+from tiny_models import FAMILIES
 
 from diffprune.costs import count_macs
 from diffprune.errors import DiffpruneError
 from diffprune.units import find_units, overlapping, probe_shapes, units_by_name
-from tiny_models import FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -58,7 +58,9 @@ def test_digits_t2i_generates():
     assert isinstance(generic, StableDiffusionPipeline)
     pipe = StableDiffusionPipeline.from_pretrained(path)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe("a handwritten seven", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pil")
+    out = pipe(
+        "a handwritten seven", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pil"
+    )
     assert out.images[0].size == (16, 16)
 
 

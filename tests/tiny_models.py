@@ -23,20 +23,37 @@ def _seeded(build):
 @_seeded
 def sd_unet():
     return UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=24, attention_head_dim=4, norm_num_groups=8,
+        block_out_channels=(16, 32),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=24,
+        attention_head_dim=4,
+        norm_num_groups=8,
     )
 
 
 @_seeded
 def sdxl_unet():
     return UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80,
-        cross_attention_dim=32, norm_num_groups=8,
+        block_out_channels=(16, 32),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=32,
+        norm_num_groups=8,
     )
 
 
@@ -44,11 +61,20 @@ def sdxl_unet():
 def simple_cross_attention_unet():
     """DeepFloyd IF / Kandinsky style: simple cross-attention blocks, resnet down/upsampling, projected text."""
     return UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=3, out_channels=3,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=32, attention_head_dim=8,
-        encoder_hid_dim=20, encoder_hid_dim_type="text_proj", addition_embed_type="text", addition_embed_type_num_heads=2,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        encoder_hid_dim=20,
+        encoder_hid_dim_type="text_proj",
+        addition_embed_type="text",
+        addition_embed_type_num_heads=2,
         norm_num_groups=8,
         resnet_time_scale_shift="scale_shift",
     )
@@ -57,18 +83,30 @@ def simple_cross_attention_unet():
 @_seeded
 def ddpm_unet():
     return UNet2DModel(
-        block_out_channels=(16, 32), layers_per_block=2, sample_size=16, in_channels=1, out_channels=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, attention_head_dim=8,
+        block_out_channels=(16, 32),
+        layers_per_block=2,
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
     )
 
 
 @_seeded
 def ldm_unet():
     return UNet2DModel(
-        block_out_channels=(16, 32, 32), layers_per_block=1, sample_size=8, in_channels=3, out_channels=3,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
     )
 
 
@@ -76,9 +114,15 @@ def ldm_unet():
 def audio_diffusion_unet():
     """Audio diffusion: one-channel, non-square mel spectrograms."""
     return UNet2DModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=(16, 24), in_channels=1, out_channels=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, attention_head_dim=8,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=(16, 24),
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
     )
 
 
@@ -86,19 +130,35 @@ def audio_diffusion_unet():
 def audioldm_unet():
     """AudioLDM: text embedding enters as a projected class embedding; attention blocks attend to themselves."""
     return UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=(16, 32), class_embed_type="simple_projection", projection_class_embeddings_input_dim=16,
-        class_embeddings_concat=True, norm_num_groups=8, attention_head_dim=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=(16, 32),
+        class_embed_type="simple_projection",
+        projection_class_embeddings_input_dim=16,
+        class_embeddings_concat=True,
+        norm_num_groups=8,
+        attention_head_dim=4,
     )
 
 
 @_seeded
 def audioldm2_unet():
     return AudioLDM2UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=([None, 16, 24], [None, 16, 24]), norm_num_groups=8, attention_head_dim=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 24], [None, 16, 24]),
+        norm_num_groups=8,
+        attention_head_dim=4,
     )
 
 
@@ -131,8 +191,10 @@ LATENT_SCHEDULERS = {
     "dpm-solver": ("DPMSolverMultistepScheduler", dict(SD_BETAS, steps_offset=1)),  # digits-t2i, many fine-tunes
     "euler": ("EulerDiscreteScheduler", dict(SD_BETAS, steps_offset=1, timestep_spacing="leading")),  # SDXL
     "unipc": ("UniPCMultistepScheduler", dict(SD_BETAS)),
-    "ddim-v": ("DDIMScheduler", dict(SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                                     prediction_type="v_prediction")),  # SD 2.1 768-v
+    "ddim-v": (
+        "DDIMScheduler",
+        dict(SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction"),
+    ),  # SD 2.1 768-v
     "dpm-solver-v": ("DPMSolverMultistepScheduler", dict(SD_BETAS, steps_offset=1, prediction_type="v_prediction")),
 }
 PIXEL_SCHEDULERS = {
@@ -157,17 +219,37 @@ def tiny_sd_pipeline(scheduler: str = "dpm-solver"):
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModel(
-        CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=24, intermediate_size=32, num_attention_heads=2,
-                       num_hidden_layers=2, max_position_embeddings=12, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=24,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            max_position_embeddings=12,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
     ).eval()
     vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
         sample_size=32,
     ).eval()
     return StableDiffusionPipeline(
-        unet=sd_unet(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=make_scheduler(scheduler),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        unet=sd_unet(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=make_scheduler(scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
 
 

@@ -10,9 +10,8 @@ from .unconditional import UnconditionalAdapter
 
 
 def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
-    from ..loading import check_has_unet
-
     from ..generation import takes_prompts
+    from ..loading import check_has_unet
 
     check_has_unet(pipeline)
     settings = settings or CalibrationSettings()

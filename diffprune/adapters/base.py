@@ -96,7 +96,9 @@ class TaskAdapter(ABC):
         """
         outputs = []
         chunks = self.chunks(variants)
-        progress = tqdm(chunks, desc=description, disable=not (description and self.settings.show_progress), leave=False)
+        progress = tqdm(
+            chunks, desc=description, disable=not (description and self.settings.show_progress), leave=False
+        )
         with torch.no_grad(), self.quiet_pipeline():
             for start, stop in progress:
                 latents = self._generate(range(start, stop), variants)
@@ -137,8 +139,9 @@ class TaskAdapter(ABC):
     def conditioning(self, sample_indices) -> dict:
         """Keyword arguments for the UNet besides sample and timestep, for these calibration samples."""
 
-    def denoising_loss(self, unet, clean: torch.Tensor, sample_indices, generator: torch.Generator,
-                       reduction: str = "mean") -> torch.Tensor:
+    def denoising_loss(
+        self, unet, clean: torch.Tensor, sample_indices, generator: torch.Generator, reduction: str = "mean"
+    ) -> torch.Tensor:
         """The diffusion training loss of `unet` on clean latents: noise them at random timesteps and compare
         the prediction with its target, the way the model was trained (training_noise.py)."""
         batch = self.training_noise.draw(clean, generator)

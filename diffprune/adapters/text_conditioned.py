@@ -39,5 +39,5 @@ class TextConditionedAdapter(TaskAdapter):
                 embeddings = self.pipeline.encode_prompt(
                     [self.prompts[i] for i in missing], self.device, 1, do_classifier_free_guidance=False
                 )[0]
-            self._embeddings.update({i: e for i, e in zip(missing, embeddings)})
+            self._embeddings.update({i: e for i, e in zip(missing, embeddings, strict=True)})
         return {"encoder_hidden_states": torch.stack([self._embeddings[i] for i in sample_indices])}

@@ -22,22 +22,27 @@ DEMO_MODELS = {
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="prune the bundled models and show the trade-off (what `make demo` runs)")
+    parser = subparsers.add_parser(
+        "demo", help="prune the bundled models and show the trade-off (what `make demo` runs)"
+    )
     parser.add_argument("--out", default="demo-output", help="output folder (must be new; default demo-output)")
     parser.add_argument("--keep-macs", type=float, default=0.7)
     parser.add_argument("--method", default="ld-pruner")
     parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated bundled names")
-    add_device_options(parser, dtype_help="load the models in this precision; scoring, the cuts and the evaluation "
-                       "run in it (default: as stored, fp32)")
+    add_device_options(
+        parser,
+        dtype_help="load the models in this precision; scoring, the cuts and the evaluation "
+        "run in it (default: as stored, fp32)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..adapters import CalibrationSettings
-    from ..prompts import default_prompts
     from ..evaluation import compare_and_report
     from ..loading import load_pipeline
     from ..outputs import check_new_output
+    from ..prompts import default_prompts
     from ..pruning import prune
     from .prune import print_summary
 
@@ -55,7 +60,9 @@ def run(args) -> int:
         print(f"\n=== {name}: {args.method} to {args.keep_macs:.0%} of UNet MACs ===", flush=True)
         original = load_pipeline(name, device=device, torch_dtype=dtype)
         calibration = CalibrationSettings(
-            num_samples=calibration_samples, num_inference_steps=steps, prompts=default_prompts(original),
+            num_samples=calibration_samples,
+            num_inference_steps=steps,
+            prompts=default_prompts(original),
             guidance_scale=None,
         )
         result = prune(original, method=args.method, keep_macs=args.keep_macs, calibration=calibration, source=name)
@@ -88,7 +95,9 @@ def check_budgets(names: list[str], keep_macs: float) -> None:
         pipeline = load_pipeline(name)
         inputs = pipeline_cost_inputs(pipeline)
         try:
-            check_reachable(find_units(pipeline.unet, inputs), Budget(keep_macs=keep_macs), count_macs(pipeline.unet, inputs))
+            check_reachable(
+                find_units(pipeline.unet, inputs), Budget(keep_macs=keep_macs), count_macs(pipeline.unet, inputs)
+            )
         except DiffpruneError as error:
             raise DiffpruneError(f"{name}: {error}") from None
 

@@ -6,7 +6,9 @@ from ..devices import DTYPES
 
 
 def add_device_options(parser, dtype_help: str) -> None:
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if a GPU is visible, else cpu)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if a GPU is visible, else cpu)"
+    )
     parser.add_argument("--dtype", choices=list(DTYPES), default=None, help=dtype_help + " (fp16 needs a GPU)")
 
 

@@ -9,8 +9,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="measure quality, speed and cost of a model (against a reference)")
     parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
     parser.add_argument("--reference", help="the model to compare with (usually the unpruned original)")
-    parser.add_argument("--metrics", help="comma-separated: fid, clip, clap, latency, macs "
-                        "(default: the family's quality metrics, latency, macs)")
+    parser.add_argument(
+        "--metrics",
+        help="comma-separated: fid, clip, clap, latency, macs (default: the family's quality metrics, latency, macs)",
+    )
     parser.add_argument("--out", help="write the report as JSON to this file")
     add_evaluation_options(parser, default_num_samples=16)
     parser.set_defaults(run=run)
@@ -22,8 +24,13 @@ def run(args) -> int:
     from ..evaluation import evaluate, format_table, summary_row
 
     report = evaluate(
-        args.model, reference=args.reference, metrics=args.metrics, num_samples=args.num_samples, out=args.out,
-        prompts=read_prompts_option(args), **settings_from_args(args),
+        args.model,
+        reference=args.reference,
+        metrics=args.metrics,
+        num_samples=args.num_samples,
+        out=args.out,
+        prompts=read_prompts_option(args),
+        **settings_from_args(args),
     )
     rows = [summary_row(report["model"], report["results"])]
     if report["reference"]:

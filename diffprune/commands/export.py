@@ -5,7 +5,9 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="save a pruned pipeline with a stock diffusers UNet (where expressible)")
+    parser = subparsers.add_parser(
+        "export", help="save a pruned pipeline with a stock diffusers UNet (where expressible)"
+    )
     parser.add_argument("model", help="a pruned pipeline folder")
     parser.add_argument("--out", required=True, help="output folder (must be new)")
     parser.set_defaults(run=run)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "lora", help="adapt a LoRA made for the original model to a pruned pipeline (drops keys of removed units)",
+        "lora",
+        help="adapt a LoRA made for the original model to a pruned pipeline (drops keys of removed units)",
     )
     parser.add_argument("lora", help="the LoRA (.safetensors) made for the original model")
     parser.add_argument("--pruned", required=True, help="the pruned pipeline folder (from `diffprune prune`)")

@@ -35,7 +35,6 @@ class ScoringContext:
             self.cache["reference_latents"] = self.adapter.final_latents(1, "original latents")[:, 0]
         return self.cache["reference_latents"]
 
-
     def training_latents(self) -> torch.Tensor:
         """Clean data for loss-based criteria: the user's images if given, else the original's own samples."""
         if "training_latents" not in self.cache:
@@ -73,7 +72,9 @@ class Criterion:
     splits_across_processes = True
     uses_budget = False  # scores depend on the budget (gradient flow aims its masks at it)
 
-    def score(self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int) -> dict[str, float]:
+    def score(
+        self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int
+    ) -> dict[str, float]:
         pending = [unit for unit in candidates if context.store.get(round_index, unit.name) is None]
         if pending:
             self._score_distributed(context, pending, removed, round_index)
@@ -105,7 +106,9 @@ class Criterion:
         else:
             context.store.remember(round_index, merged)
 
-    def score_pending(self, context: ScoringContext, pending: list[Unit], removed: list[Unit], round_index: int) -> None:
+    def score_pending(
+        self, context: ScoringContext, pending: list[Unit], removed: list[Unit], round_index: int
+    ) -> None:
         """Compute scores for `pending` and put them into context.store as they become available."""
         raise NotImplementedError
 

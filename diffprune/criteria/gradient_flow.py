@@ -40,7 +40,8 @@ def exclusive_costs(units, cost: str) -> torch.Tensor:
     values = []
     for unit in units:
         children = [
-            other for other in units
+            other
+            for other in units
             if unit.contains(other) and not any(unit.contains(mid) and mid.contains(other) for mid in units)
         ]
         values.append(unit_cost(unit, cost) - sum(unit_cost(child, cost) for child in children))
@@ -56,9 +57,19 @@ def ancestor_matrix(units) -> torch.Tensor:
 class GradientFlow(Criterion):
     splits_across_processes = False  # one joint optimisation over all masks
     uses_budget = True
-    def __init__(self, steps: int = 60, stages: int = 3, learning_rate: float = 0.05, penalty: float = 10.0,
-                 batch_size: int = 8, criterion_batches: int = 2, train_weights: bool = False,
-                 weight_learning_rate: float = 1e-5, checkpoint_every: int = 10):
+
+    def __init__(
+        self,
+        steps: int = 60,
+        stages: int = 3,
+        learning_rate: float = 0.05,
+        penalty: float = 10.0,
+        batch_size: int = 8,
+        criterion_batches: int = 2,
+        train_weights: bool = False,
+        weight_learning_rate: float = 1e-5,
+        checkpoint_every: int = 10,
+    ):
         self.steps, self.stages = steps, stages
         self.learning_rate, self.penalty = learning_rate, penalty
         self.batch_size, self.criterion_batches = batch_size, criterion_batches
@@ -111,11 +122,17 @@ class GradientFlow(Criterion):
         else:
             unet.requires_grad_(False)
         weight_optimizer = (
-            torch.optim.AdamW([p for p in unet.parameters()], lr=self.weight_learning_rate) if self.train_weights else None
+            torch.optim.AdamW([p for p in unet.parameters()], lr=self.weight_learning_rate)
+            if self.train_weights
+            else None
         )
         masks = torch.nn.Parameter(removal_values(units, {u.name for u in removed}))
         state = self._load_state(context, round_index) or {
-            "step": 0, "marked": {}, "masks": masks.tolist(), "area": [0.0] * len(units), "flow_at_marking": {},
+            "step": 0,
+            "marked": {},
+            "masks": masks.tolist(),
+            "area": [0.0] * len(units),
+            "flow_at_marking": {},
         }
         with torch.no_grad():
             masks.copy_(torch.tensor(state["masks"]))
@@ -132,11 +149,15 @@ class GradientFlow(Criterion):
                 if step in stage_steps:
                     stage = stage_steps.index(step)
                     free = [i for i in candidates if units[i].name not in marked]
-                    flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches:])
+                    flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
                     already = [units[index[name]] for name in marked] + list(removed)
                     newly = select_units(
-                        [units[i] for i in candidates] + list(removed), {units[i].name: float(flow[i]) for i in free},
-                        budget, int(total), already, target_fraction_removed=(stage + 1) / self.stages,
+                        [units[i] for i in candidates] + list(removed),
+                        {units[i].name: float(flow[i]) for i in free},
+                        budget,
+                        int(total),
+                        already,
+                        target_fraction_removed=(stage + 1) / self.stages,
                     )
                     marked.update({unit.name: step for unit in newly})
                     flow_at_marking.update({unit.name: float(flow[index[unit.name]]) for unit in newly})
@@ -148,19 +169,28 @@ class GradientFlow(Criterion):
                     masks[free] = (masks[free] - self.learning_rate * gradients[0][free]).clamp(0, 1)
                     for name, start in marked.items():
                         progress_in_decay = min(1.0, (step + 1 - start) / decay_steps)
-                        masks[index[name]] = min(float(masks[index[name]]), 0.5 * (1 + math.cos(math.pi * progress_in_decay)))
+                        masks[index[name]] = min(
+                            float(masks[index[name]]), 0.5 * (1 + math.cos(math.pi * progress_in_decay))
+                        )
                 if weight_optimizer is not None:
-                    for parameter, gradient in zip(parameters[1:], gradients[1:]):
+                    for parameter, gradient in zip(parameters[1:], gradients[1:], strict=True):
                         parameter.grad = gradient
                     weight_optimizer.step()
                     weight_optimizer.zero_grad(set_to_none=True)
                 area += masks.detach().double().cpu()
                 progress.set_postfix(loss=f"{float(loss.detach()):.4f}", marked=len(marked))
                 if (step + 1) % self.checkpoint_every == 0:
-                    self._save_state(context, round_index, {
-                        "step": step + 1, "marked": marked, "masks": masks.tolist(), "area": area.tolist(),
-                        "flow_at_marking": flow_at_marking,
-                    })
+                    self._save_state(
+                        context,
+                        round_index,
+                        {
+                            "step": step + 1,
+                            "marked": marked,
+                            "masks": masks.tolist(),
+                            "area": area.tolist(),
+                            "flow_at_marking": flow_at_marking,
+                        },
+                    )
         with torch.no_grad():
             for name in marked:
                 masks[index[name]] = 0.0

@@ -21,7 +21,6 @@ from ..gates import gated, variant_values
 from . import register
 from .base import Criterion
 
-
 STATISTICS = ("distribution", "paired")
 
 
@@ -56,7 +55,9 @@ class LatentImpact(Criterion):
         already = {unit.name for unit in removed}
         per_batch = self.variants_per_batch or context.variants_per_batch
         groups = [pending[i : i + per_batch] for i in range(0, len(pending), per_batch)]
-        progress = tqdm(total=len(pending), desc=f"ld-pruner round {round_index + 1}", disable=not context.show_progress)
+        progress = tqdm(
+            total=len(pending), desc=f"ld-pruner round {round_index + 1}", disable=not context.show_progress
+        )
         for group in groups:
             variants = [already | {unit.name} for unit in group]
             with gated(context.unet, context.units, variant_values(context.units, variants)):

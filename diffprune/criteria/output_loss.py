@@ -39,9 +39,15 @@ class OutputLoss(Criterion):
                 group = pending[start : start + per_batch]
                 totals = torch.zeros(len(group))
                 with gated(unet, units, variant_values(units, [already | {u.name} for u in group])):
-                    for (x, t, indices), reference in zip(inputs, references):
-                        conditioning = {k: v.repeat_interleave(len(group), 0) for k, v in adapter.conditioning(indices).items()}
-                        output = unet(x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), **conditioning).sample
+                    for (x, t, indices), reference in zip(inputs, references, strict=True):
+                        conditioning = {
+                            k: v.repeat_interleave(len(group), 0) for k, v in adapter.conditioning(indices).items()
+                        }
+                        output = unet(
+                            x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), **conditioning
+                        ).sample
                         output = output.view(x.shape[0], len(group), *output.shape[1:])
                         totals += (output - reference[:, None]).float().square().flatten(2).mean(2).mean(0).cpu()
-                context.store.put_many(round_index, {u.name: float(totals[j]) / len(inputs) for j, u in enumerate(group)})
+                context.store.put_many(
+                    round_index, {u.name: float(totals[j]) / len(inputs) for j, u in enumerate(group)}
+                )

@@ -51,11 +51,15 @@ class CLAPScore(Metric):
         if len(audios) != len(prompts):
             raise DiffpruneError(f"CLAP score needs one prompt per clip (got {len(prompts)} for {len(audios)})")
         target_rate = int(self.processor.feature_extractor.sampling_rate)
-        clips = [resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, target_rate) for audio in audios]
+        clips = [
+            resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, target_rate) for audio in audios
+        ]
         inputs = self.processor(
             text=list(prompts), audio=clips, sampling_rate=target_rate, return_tensors="pt", padding=True
         ).to(self.device)
-        text = features_tensor(self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]))
+        text = features_tensor(
+            self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        )
         audio_kwargs = {key: inputs[key] for key in ("input_features", "is_longer") if key in inputs}
         audio = features_tensor(self.model.get_audio_features(**audio_kwargs))
         cosine = torch.nn.functional.cosine_similarity(text.float(), audio.float(), dim=-1)

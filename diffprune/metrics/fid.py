@@ -67,8 +67,10 @@ def load_feature_network(features: str | torch.nn.Module) -> torch.nn.Module:
         )
     try:
         return FeatureClassifier.from_pretrained(folder).eval()
-    except (OSError, ValueError, EnvironmentError) as error:
-        raise DiffpruneError(f"could not load a FeatureClassifier from {folder}: {str(error).splitlines()[0]}") from error
+    except (OSError, ValueError) as error:
+        raise DiffpruneError(
+            f"could not load a FeatureClassifier from {folder}: {str(error).splitlines()[0]}"
+        ) from error
 
 
 class FrechetDistance:
@@ -81,7 +83,9 @@ class FrechetDistance:
         fid_class = _fid_class()
         self.uses_inception = isinstance(features, str) and features == INCEPTION
         if self.uses_inception:
-            self.description = f"inception-v3 ({INCEPTION_FEATURE_DIM})" + (f" from {weights_path}" if weights_path else "")
+            self.description = f"inception-v3 ({INCEPTION_FEATURE_DIM})" + (
+                f" from {weights_path}" if weights_path else ""
+            )
             self.metric = self._inception_metric(fid_class, weights_path)
         else:
             network = load_feature_network(features)
@@ -94,7 +98,9 @@ class FrechetDistance:
         if weights_path is not None and not Path(weights_path).is_file():
             raise DiffpruneError(f"--fid-weights {weights_path} is not a file; {_OFFLINE_HINT}")
         try:
-            return fid_class(feature=INCEPTION_FEATURE_DIM, normalize=False, feature_extractor_weights_path=weights_path)
+            return fid_class(
+                feature=INCEPTION_FEATURE_DIM, normalize=False, feature_extractor_weights_path=weights_path
+            )
         except ModuleNotFoundError as error:
             raise DiffpruneError(
                 f"FID with InceptionV3 needs torch-fidelity (pip install 'diffprune[fid-inception]'); or {_OFFLINE_HINT}"
