@@ -1,8 +1,14 @@
 """diffprune: find the UNet structures that matter least, cut them for real, and prove the trade-off.
 
-Attributes are imported lazily so `diffprune --help` stays fast. No submodule shares a name with an
-exported function (pruning.py holds prune, distillation.py holds distill): importing a submodule binds its
-name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose: for a
+The package follows the flow, one folder per stage (each folder's docstring says what it owns and what it
+may import):
+    structure/ (units, gates, costs, surgery, saved cuts) -> criteria/ (scores) -> pruning/ (budget, selection,
+    prune) -> recovery/ (distillation, LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
+with models/ (loading, generation, task adapters, training noise) beside them, and shared modules at the root
+(errors, devices, tensors, outputs, distributed).
+
+Attributes are imported lazily so `diffprune --help` stays fast. No subpackage shares a name with an
+exported function: importing a submodule binds its name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose: for a
 model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet is passed in (what
 `load_pipeline` does), diffusers checks the passed UNet against this module's base classes, looked up as
 attributes.
@@ -13,37 +19,46 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Unit": "units",
-    "find_units": "units",
-    "Gates": "gates",
-    "gated": "gates",
-    "remove_units": "surgery",
-    "count_macs": "costs",
-    "count_parameters": "costs",
-    "measure_latency": "costs",
-    "PrunedUNet2DConditionModel": "pruned_models",
-    "PrunedUNet2DModel": "pruned_models",
-    "PrunedAudioLDM2UNet2DConditionModel": "pruned_models",
-    "load_pipeline": "loading",
+    "Unit": "structure.units",
+    "find_units": "structure.units",
+    "Gates": "structure.gates",
+    "gated": "structure.gates",
+    "remove_units": "structure.surgery",
+    "count_macs": "structure.costs",
+    "count_parameters": "structure.costs",
+    "measure_latency": "structure.costs",
+    "PrunedUNet2DConditionModel": "structure.removal",
+    "PrunedUNet2DModel": "structure.removal",
+    "PrunedAudioLDM2UNet2DConditionModel": "structure.removal",
+    "load_pipeline": "models.loading",
     "DiffpruneError": "errors",
-    "prune": "pruning",
-    "PruneResult": "pruning",
-    "distill": "distillation",
-    "DistillSettings": "distillation",
-    "CalibrationSettings": "adapters",
-    "export_plain": "export",
-    "adapt_lora": "lora",
-    "AdaptedLora": "lora",
-    "evaluate": "evaluation",
-    "compare_and_report": "evaluation",
-    "generate": "generation",
+    "prune": "pruning.prune",
+    "PruneResult": "pruning.prune",
+    "Budget": "pruning.selection",
+    "Criterion": "criteria.base",
+    "ScoringContext": "criteria.base",
+    "get_criterion": "criteria",
+    "distill": "recovery.distillation",
+    "DistillSettings": "recovery.distillation",
+    "CalibrationSettings": "models.adapters",
+    "export_plain": "structure.export",
+    "adapt_lora": "recovery.lora",
+    "AdaptedLora": "recovery.lora",
+    "evaluate": "evaluation.running",
+    "compare_and_report": "evaluation.comparison",
+    "generate": "models.generation",
 }
 _DIFFUSERS_BASES = ("ModelMixin", "SchedulerMixin", "DiffusionPipeline")
 
 __all__ = sorted(_EXPORTS)
 
 
+_SUBPACKAGES = ("structure", "models", "criteria", "pruning", "recovery", "evaluation")
+
+
 def __getattr__(name):
+    if name in _SUBPACKAGES:  # diffprune.criteria.LDPruner works after a bare `import diffprune`
+        return import_module(f".{name}", __name__)
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     if name in _DIFFUSERS_BASES:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import DiffpruneError
+from diffprune.errors import DiffpruneError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,16 +33,16 @@ def resolve_device(requested: str | torch.device | None = None) -> str:
     try:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
-        raise DiffpruneError(f"--device {requested!r} is not a device; use cpu, cuda or cuda:N") from None
+        raise DiffpruneError(f"`device` {requested!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DiffpruneError(f"--device {requested} was asked for, but torch sees no CUDA GPU; use --device cpu")
+            raise DiffpruneError(f"`device` {requested} was asked for, but torch sees no CUDA GPU; use `device` cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DiffpruneError(
-                f"--device {requested}: torch sees {torch.cuda.device_count()} CUDA GPU(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+                f"`device` {requested}: torch sees {torch.cuda.device_count()} CUDA GPU(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
             )
     elif device.type != "cpu":
-        raise DiffpruneError(f"--device {requested}: diffprune runs on cpu or cuda")
+        raise DiffpruneError(f"`device` {requested}: diffprune runs on cpu or cuda")
     return str(device)
 
 
@@ -53,9 +53,9 @@ def torch_dtype(name: str | torch.dtype | None, device: str | torch.device = "cp
     if isinstance(name, torch.dtype):
         name = dtype_name(name)
     if name not in DTYPES:
-        raise DiffpruneError(f"unknown --dtype {name!r}; choose one of {', '.join(DTYPES)}")
+        raise DiffpruneError(f"unknown `dtype` {name!r}; choose one of {', '.join(DTYPES)}")
     if name == "fp16" and torch.device(device).type == "cpu":
-        raise DiffpruneError("fp16 needs a GPU (--device cuda); on a CPU use --dtype fp32 or bf16")
+        raise DiffpruneError("fp16 needs a GPU (`device` cuda); on a CPU use `dtype` fp32 or bf16")
     return DTYPES[name]
 
 
@@ -114,21 +114,3 @@ def converted_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Modu
         if buffer.is_floating_point():
             memo[id(buffer)] = buffer.detach().to(dtype)
     return copy.deepcopy(module, memo)
-
-
-def pipeline_in_dtype(pipeline, dtype: torch.dtype | None):
-    """`pipeline` itself when it already runs in `dtype` (or dtype is None), else a new pipeline of the same
-    class whose model components are converted copies: the caller's pipeline is never changed in place."""
-    if dtype is None or placement_of(pipeline.unet).dtype == dtype:
-        return pipeline
-    from .loading import with_components
-
-    converted = {
-        name: converted_copy(component, dtype)
-        for name, component in pipeline.components.items()
-        if isinstance(component, torch.nn.Module)
-    }
-    converted_pipeline = with_components(pipeline, converted)
-    # Same source folder: default calibration prompts and labels are read from it.
-    converted_pipeline.register_to_config(_name_or_path=getattr(pipeline.config, "_name_or_path", None))
-    return converted_pipeline

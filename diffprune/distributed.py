@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .errors import DiffpruneError
+from diffprune.errors import DiffpruneError
 
 
 def use_cpu(device: str | torch.device | None = None) -> bool:
@@ -34,7 +34,7 @@ def process_state(device: str | torch.device | None = None):
         if (existing["device"].type == "cpu") != wants_cpu:
             if existing.get("num_processes", 1) > 1:
                 raise DiffpruneError(
-                    f"the launched processes run on {existing['device'].type} but --device {device} was asked for; "
+                    f"the launched processes run on {existing['device'].type} but `device` {device} was asked for; "
                     "launch with the matching device (`accelerate launch --cpu` or ACCELERATE_USE_CPU=1 for the CPU)"
                 )
             AcceleratorState._reset_state(reset_partial_state=True)

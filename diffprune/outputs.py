@@ -11,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DiffpruneError
+from diffprune.errors import DiffpruneError
 
 
 def check_writable_parent(folder: Path) -> None:
@@ -35,7 +35,7 @@ def check_new_output(folder: str | Path, allowed: tuple[str, ...] = ()) -> Path:
         if existing:
             raise DiffpruneError(
                 f"{folder} already holds results ({', '.join(sorted(existing)[:3])}, ...); "
-                "choose a new --out folder or delete it"
+                "choose a new `out` folder or delete it"
             )
     check_writable_parent(folder)
     return folder

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_file import hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
-from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.score_store import ScoreStore  # noqa: E402
-from diffprune.units import find_units  # noqa: E402
+from diffprune.criteria.score_store import ScoreStore  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.models.loading import load_pipeline  # noqa: E402
+from diffprune.models.prompts import default_prompts  # noqa: E402
+from diffprune.structure.units import find_units  # noqa: E402
 
 
 def timed_scores(pipeline, units, calibration, variants_per_batch):

@@ -22,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_file import RESULTS, hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings  # noqa: E402
 from diffprune.criteria import available_criteria, get_criterion  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
-from diffprune.evaluation import EvaluationSettings, evaluate, load_models, run_evaluation  # noqa: E402
-from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.pruning import prune  # noqa: E402
+from diffprune.evaluation.running import evaluate, load_models, run_evaluation  # noqa: E402
+from diffprune.evaluation.settings import EvaluationSettings  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings  # noqa: E402
+from diffprune.models.loading import load_pipeline  # noqa: E402
+from diffprune.models.prompts import default_prompts  # noqa: E402
+from diffprune.pruning.prune import prune  # noqa: E402
+from diffprune.pruning.selection import Budget  # noqa: E402
 
 FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "tones-audio": "tones-features"}
 
@@ -86,11 +88,10 @@ def run_model(model, args, work_root):
                     results.append(
                         prune(
                             original,
-                            method=criterion,
-                            keep_macs=keep,
+                            get_criterion(criterion, **(options or {})),
+                            Budget(keep_macs=keep),
                             calibration=CalibrationSettings(**calibration),
                             work_dir=work_root / model / work_name(spec, keep, repeat, options),
-                            criterion_options=options,
                             show_progress=False,
                         )
                     )

@@ -17,11 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_criteria import mean_std, quality  # noqa: E402
 from results_file import hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.distillation import DistillSettings, distill  # noqa: E402
-from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.pruning import prune  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings  # noqa: E402
+from diffprune.models.loading import load_pipeline  # noqa: E402
+from diffprune.models.prompts import default_prompts  # noqa: E402
+from diffprune.pruning.prune import prune  # noqa: E402
+from diffprune.pruning.selection import Budget  # noqa: E402
+from diffprune.recovery.distillation import DistillSettings, distill  # noqa: E402
 
 
 def measure(pipeline, original, model, args):
@@ -53,7 +54,7 @@ def main():
         prompts = default_prompts(original)
         cut = prune(
             original,
-            keep_macs=args.keep_macs,
+            budget=Budget(keep_macs=args.keep_macs),
             show_progress=False,
             calibration=CalibrationSettings(num_samples=16, num_inference_steps=10, prompts=prompts),
         )

@@ -17,11 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_criteria import mean_std, quality  # noqa: E402
 from results_file import hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.pruning import prune  # noqa: E402
-from diffprune.selection import RANKINGS  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings  # noqa: E402
+from diffprune.models.loading import load_pipeline  # noqa: E402
+from diffprune.models.prompts import default_prompts  # noqa: E402
+from diffprune.pruning.prune import prune  # noqa: E402
+from diffprune.pruning.selection import (
+    RANKINGS,  # noqa: E402
+    Budget,  # noqa: E402
+)
 
 
 def main():
@@ -45,7 +48,7 @@ def main():
             for ranking in RANKINGS:
                 result = prune(
                     original,
-                    keep_macs=args.keep_macs,
+                    budget=Budget(keep_macs=args.keep_macs),
                     calibration=calibration,
                     ranking=ranking,
                     work_dir=Path(work) / model,

@@ -2,7 +2,7 @@
 
 For each dtype, one full LD-Pruner round (the original's latents, then every unit removed in turn, batched as
 gate variants) on the same model, calibration prompts and seeds, through `diffprune.prune`'s own path
-(devices.pipeline_in_dtype: a converted copy, the input untouched). Reports seconds per round, candidates
+(models.loading.pipeline_in_dtype: a converted copy, the input untouched). Reports seconds per round, candidates
 per second, the Spearman rank correlation of each dtype's scores with fp32's (scipy.stats.spearmanr), and
 how many of the units that `select_units` removes at 0.7 of the MACs are the same as with fp32 scores.
 
@@ -32,14 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_file import hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
-from diffprune.costs import count_macs, pipeline_cost_inputs  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
-from diffprune.devices import pipeline_in_dtype, resolve_device, torch_dtype  # noqa: E402
-from diffprune.prompts import default_prompts  # noqa: E402
-from diffprune.score_store import ScoreStore  # noqa: E402
-from diffprune.selection import Budget, select_units  # noqa: E402
-from diffprune.units import find_units  # noqa: E402
+from diffprune.criteria.score_store import ScoreStore  # noqa: E402
+from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.models.components import pipeline_in_dtype  # noqa: E402
+from diffprune.models.prompts import default_prompts  # noqa: E402
+from diffprune.pruning.selection import Budget, select_units  # noqa: E402
+from diffprune.structure.costs import count_macs, pipeline_cost_inputs  # noqa: E402
+from diffprune.structure.units import find_units  # noqa: E402
 
 SD15_SHAPE = "sd15-shape"
 SELECTION_KEEP_MACS = 0.7
@@ -53,7 +54,7 @@ def load(model: str, device: str):
         pipeline = sd15_pipeline(sd15_unet(512))
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(device)
-    from diffprune.loading import load_pipeline
+    from diffprune.models.loading import load_pipeline
 
     return load_pipeline(model, device=device)
 

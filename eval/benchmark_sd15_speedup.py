@@ -8,7 +8,7 @@ diffprune.remove_units to:
     concatenations, change width and are not bypassable units here);
   * sets keeping about 0.8 / 0.7 / 0.6 of the MACs, removing units largest-MACs first (weights are random, so
     no importance criterion would mean anything).
-MACs come from diffprune.costs.count_macs on each cut model; latency from diffprune.latency: torch.utils.benchmark,
+MACs come from diffprune.structure.costs.count_macs on each cut model; latency from diffprune.evaluation.latency: torch.utils.benchmark,
 GPU-synchronised, median and IQR of 20 runs after 5 warm-up calls on CUDA (5 after 2 on a CPU). Timed as users
 run SD: the UNet at the batch the pipeline hands it (classifier-free guidance doubles it, --guidance-scale 7.5)
 and the whole call with guidance. Each mode is compared with the dense model in the same mode and batch:
@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import cpu_name, write_section  # noqa: E402
 
 import diffprune  # noqa: E402
-from diffprune.costs import count_macs, count_parameters  # noqa: E402
 from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
-from diffprune.latency import LatencySettings, measure_pipeline_latency, speedups  # noqa: E402
-from diffprune.units import find_units  # noqa: E402
+from diffprune.evaluation.latency import LatencySettings, measure_pipeline_latency, speedups  # noqa: E402
+from diffprune.structure.costs import count_macs, count_parameters  # noqa: E402
+from diffprune.structure.units import find_units  # noqa: E402
 
 LATENT_CHANNELS = 4
 VAE_SCALE = 8
@@ -297,7 +297,7 @@ WHAT_IS_CUT = (
     "(mid block, second resnet + attention of each down stage, second attention of each cross-attention up "
     "stage; BK-SDM's up-stage resnets take skip concatenations and are not bypassable units) and sets keeping "
     "about 0.8 / 0.7 / 0.6 of the MACs (largest-MACs units first). MACs are counted on each cut model with "
-    "`diffprune.costs.count_macs`; *predicted* is dense MACs / cut MACs, *realisation* is measured speedup / "
+    "`diffprune.structure.costs.count_macs`; *predicted* is dense MACs / cut MACs, *realisation* is measured speedup / "
     "predicted."
 )
 

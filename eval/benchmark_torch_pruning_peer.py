@@ -9,7 +9,7 @@ until the loss falls below `--threshold` x its maximum; group-level channel prun
 output conv left alone. Diff-Pruning needs training images; like diffprune's criteria we use the original's own
 calibration samples instead (by default 16 samples, 10 DDIM steps), so both sides see the same data. No fine-tuning.
 
-The pruning ratio is bisected until diffprune.costs.count_macs of the cut UNet lands within --tolerance of each
+The pruning ratio is bisected until diffprune.structure.costs.count_macs of the cut UNet lands within --tolerance of each
 budget. Three things were needed to make Torch-Pruning work on a diffusers UNet2DModel (see `channel_prune`).
 Also reports params, MACs and measured CPU latency of one UNet forward for the cuts at --compare-budgets next
 to LD-Pruner cuts at the same budgets, and whether each cut reloads from its saved folder. 0.75 is there
@@ -34,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_criteria import mean_std, quality  # noqa: E402
 from results_file import hardware, write_section  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
-from diffprune.costs import count_macs, count_parameters, measure_latency  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
-from diffprune.loading import load_pipeline  # noqa: E402
-from diffprune.pruning import prune  # noqa: E402
-from diffprune.unet_inputs import example_inputs  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.models.loading import load_pipeline  # noqa: E402
+from diffprune.pruning.prune import prune  # noqa: E402
+from diffprune.pruning.selection import Budget  # noqa: E402
+from diffprune.structure.costs import count_macs, count_parameters, measure_latency  # noqa: E402
+from diffprune.structure.unet_inputs import example_inputs  # noqa: E402
 
 MODEL = "digits-ddpm"
 
@@ -176,8 +177,8 @@ def compare_cuts(original, tp_cuts: dict, args) -> list[str]:
         try:
             ld_pruner = prune(
                 original,
-                method="ld-pruner",
-                keep_macs=keep,
+                "ld-pruner",
+                Budget(keep_macs=keep),
                 show_progress=False,
                 calibration=CalibrationSettings(
                     num_samples=args.calibration_samples, num_inference_steps=args.inference_steps
@@ -284,7 +285,7 @@ def main():
         f"at loss < {args.threshold} x max), on the original's own {args.calibration_samples} calibration samples "
         f"({args.inference_steps} DDIM steps) instead of training images. Global ranking across layers, since "
         "GroupNorm makes a uniform per-layer ratio reach only a few MAC levels here; the ratio is bisected until "
-        "diffprune.costs.count_macs lands on the budget. FID exactly as in the criteria table: bundled feature "
+        "diffprune.structure.costs.count_macs lands on the budget. FID exactly as in the criteria table: bundled feature "
         f"network against the original's samples, {args.eval_samples} samples, {args.eval_steps} steps, "
         f"mean ± std over {args.repeats} sample seeds.",
         "",

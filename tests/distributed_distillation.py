@@ -10,10 +10,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 
 import diffprune  # noqa: E402
-from diffprune.adapters import CalibrationSettings  # noqa: E402
-from diffprune.distillation import DistillSettings, distill  # noqa: E402
 from diffprune.distributed import process_state  # noqa: E402
-from diffprune.loading import with_unet  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings  # noqa: E402
+from diffprune.models.components import with_unet  # noqa: E402
+from diffprune.recovery.distillation import DistillSettings, distill  # noqa: E402
 
 
 def distilled_weights() -> dict:

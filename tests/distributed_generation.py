@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 
 from diffprune.distributed import process_state  # noqa: E402
-from diffprune.generation import generate  # noqa: E402
+from diffprune.models.generation import generate  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -11,10 +11,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 
-from diffprune.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
-from diffprune.score_store import ScoreStore  # noqa: E402
-from diffprune.units import find_units  # noqa: E402
+from diffprune.criteria.score_store import ScoreStore  # noqa: E402
+from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.structure.units import find_units  # noqa: E402
 
 
 def score(method: str, store_path: str | None) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from tiny_models import LATENT_SCHEDULERS, tiny_ddpm_pipeline, tiny_sd_pipeline
 
-from diffprune.adapters import CalibrationSettings, adapter_for
+from diffprune.models.adapters import CalibrationSettings, adapter_for
 
 PROMPTS = ["a cat", "a dog", "a red house"]
 STEPS = 4
@@ -66,12 +66,12 @@ def test_calibration_leaves_the_pipelines_scheduler_as_it_was():
 def test_digits_t2i_calibration_samples_show_the_prompted_digit():
     """The bundled judge reads the prompted digit off decoded calibration samples as often as off the
     pipeline's own (100% there); DDIM with clip_sample=True managed 7%, below chance."""
-    from diffprune.feature_networks import FeatureClassifier
-    from diffprune.loading import load_pipeline
-    from diffprune.prompts import default_prompts
-    from diffprune.zoo import bundled_path
+    from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+    from diffprune.models.loading import load_pipeline
+    from diffprune.models.prompts import default_prompts
+    from diffprune.models.zoo import bundled_path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets" / "training"))
     from digit_prompts import digit_of_prompt
 
     pipe = load_pipeline("digits-t2i")

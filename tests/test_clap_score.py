@@ -5,7 +5,7 @@ import pytest
 from tiny_evaluation_models import tiny_clap
 
 from diffprune.errors import DiffpruneError
-from diffprune.metrics.clap_score import ClapScorer, load_clap
+from diffprune.evaluation.metrics.clap_score import ClapScorer, load_clap
 
 
 def test_score_is_clip_formula_on_clap_embeddings_after_resampling():
@@ -25,4 +25,4 @@ def test_score_is_clip_formula_on_clap_embeddings_after_resampling():
 def test_loading_failures_are_one_line_errors(tmp_path):
     with pytest.raises(DiffpruneError, match="could not load CLAP model") as error:
         load_clap(str(tmp_path))
-    assert "--clap-model" in str(error.value)
+    assert "`clap_model`" in str(error.value)

@@ -11,7 +11,7 @@ from tiny_models import tiny_ddpm_pipeline
 
 import diffprune
 from diffprune.cli import main
-from diffprune.feature_networks import FeatureClassifier
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
 
 FAST = ["--inference-steps", "1", "--latency-runs", "1", "--latency-warmup", "0"]
 

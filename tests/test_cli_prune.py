@@ -60,9 +60,15 @@ def test_text_to_image_prune_with_prompt_file(tmp_path, capsys):
     "extra, message",
     [
         (["--keep-macs", "0.01"], "removing every prunable unit leaves"),
-        (["--keep-macs", "1.5"], "between 0 and 1"),
+        (["--keep-macs", "1.5"], "--keep-macs must be between 0 and 1"),
+        (["--keep-macs", "0.5", "--num-units", "2"], "give one budget: --keep-macs, --keep-params or --num-units"),
         (["--prompts", "/no/such/file.txt"], None),
         (["--num-samples", "1"], "at least 2 samples"),
+        (["--inference-steps", "0"], "--inference-steps must be at least 1"),
+        (["--criterion-option", "statistic=median"], "unknown LD-Pruner statistic 'median'"),
+        (["--criterion-option", "stats=paired"], "has no option stats; its options: statistic"),
+        (["--criterion", "gradflow", "--criterion-option", "steps=many"], "criterion option steps expects int"),
+        (["--kinds", "resnets"], "unknown unit kind resnets in --kinds"),
         (["--device", "cuda:0"], None),
     ],
 )
@@ -79,6 +85,16 @@ def test_bad_inputs_are_one_line_errors(ddpm_folder, tmp_path, capsys, extra, me
     if message:
         assert message in error
     assert not out.exists() or not any(p.name != ".diffprune-work" for p in out.iterdir())
+
+
+def test_criterion_options_reach_the_criterion(ddpm_folder, tmp_path):
+    out = tmp_path / "cut"
+    argv = ["prune", str(ddpm_folder), "--criterion", "random", "--criterion-option", "seed=3", "--num-units", "1"]
+    assert main([*argv, "--kinds", "resnet", "--out", str(out), *FAST]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["settings"]["criterion"] == "random" and report["settings"]["criterion_settings"] == {"seed": 3}
+    kinds = {unit["name"]: unit["kind"] for unit in report["units"]}
+    assert [kinds[name] for name in report["removed_units"]] == ["resnet"]
 
 
 def test_unwritable_output_folder(ddpm_folder, tmp_path, capsys):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from tiny_evaluation_models import tiny_clip
 
-from diffprune import zoo
 from diffprune.errors import DiffpruneError
-from diffprune.metrics.clip_score import ClipScorer, FeaturesAsTensors, default_clip_model, load_clip
+from diffprune.evaluation.metrics.clip_score import ClipScorer, FeaturesAsTensors, default_clip_model, load_clip
+from diffprune.models import zoo
 
 
 def test_score_is_torchmetrics_formula_on_the_projected_features():
@@ -36,7 +36,7 @@ def test_one_prompt_per_image():
 def test_loading_failures_are_one_line_errors(tmp_path):
     with pytest.raises(DiffpruneError, match="could not load CLIP model") as error:
         load_clip(str(tmp_path))
-    assert "--clip-model" in str(error.value) and "\n" not in str(error.value)
+    assert "`clip_model`" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_defaults():
@@ -49,7 +49,7 @@ def test_digits_clip_ranks_the_matching_prompt_first():
         pytest.skip("assets/models/digits-clip is not built yet")
     from sklearn.datasets import load_digits
 
-    from diffprune.prompts import read_prompts
+    from diffprune.models.prompts import read_prompts
 
     digits = load_digits()
     prompts = read_prompts(zoo.assets_dir() / "prompts" / "digits.txt")[:10]  # line d describes digit d

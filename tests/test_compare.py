@@ -15,9 +15,9 @@ from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.errors import DiffpruneError
-from diffprune.evaluation import compare_and_report
-from diffprune.grids import CELL, grid_size
-from diffprune.latency import LatencySettings
+from diffprune.evaluation.comparison import compare_and_report
+from diffprune.evaluation.grids import CELL, grid_size
+from diffprune.evaluation.latency import LatencySettings
 
 FAST = dict(
     num_inference_steps=1, latency=LatencySettings(runs=1, warmup=0, num_inference_steps=1), show_progress=False

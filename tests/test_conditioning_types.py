@@ -11,11 +11,11 @@ import torch
 from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
 
 import diffprune
-from diffprune.costs import count_macs
 from diffprune.errors import DiffpruneError
-from diffprune.gates import gated, removal_values
-from diffprune.unet_inputs import example_inputs
-from diffprune.units import find_units
+from diffprune.structure.costs import count_macs
+from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.unet_inputs import example_inputs
+from diffprune.structure.units import find_units
 
 
 def _unet(**overrides):
@@ -143,7 +143,7 @@ def _tiny_kandinsky22_pipeline():
 def test_kandinsky22_decoder_pipeline_is_refused_with_what_to_pass():
     pipeline = _tiny_kandinsky22_pipeline()
     with pytest.raises(DiffpruneError, match="needs image_embeds .*pass its UNet alone") as refused:
-        diffprune.prune(pipeline, num_units=1, show_progress=False)
+        diffprune.prune(pipeline, budget=diffprune.Budget(num_units=1), show_progress=False)
     assert "\n" not in str(refused.value)
     with pytest.raises(DiffpruneError, match="needs image_embeds"):
         diffprune.evaluate(pipeline, metrics=["clip"], num_samples=1)

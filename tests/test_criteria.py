@@ -1,17 +1,18 @@
 """Every registered criterion: finite scores, zero-effect units safest (data-driven ones), the registry."""
 
+import dataclasses
 import math
 
 import pytest
-from test_latent_impact import make_zero_effect
+from test_ld_pruner import make_zero_effect
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
-from diffprune.adapters import CalibrationSettings, adapter_for
 from diffprune.criteria import ScoringContext, available_criteria, get_criterion
+from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
-from diffprune.score_store import ScoreStore
-from diffprune.selection import Budget
-from diffprune.units import find_units
+from diffprune.models.adapters import CalibrationSettings, adapter_for
+from diffprune.pruning.selection import Budget
+from diffprune.structure.units import find_units
 
 DATA_DRIVEN = ["ld-pruner", "taylor", "output-loss", "gradflow"]
 FAST_OPTIONS = {"gradflow": {"steps": 9, "stages": 3, "batch_size": 4}, "taylor": {"num_batches": 2, "batch_size": 4}}
@@ -31,8 +32,23 @@ def _context(pipeline, **settings):
 
 def test_registry_lists_headline_methods_and_baselines():
     assert set(available_criteria()) == {"ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"}
-    with pytest.raises(DiffpruneError, match="unknown method 'nope'; choose one of"):
+    with pytest.raises(DiffpruneError, match="unknown criterion 'nope'; choose one of"):
         get_criterion("nope")
+
+
+@pytest.mark.parametrize("name", ["ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"])
+def test_one_name_per_criterion_across_key_module_and_class(name):
+    criterion = get_criterion(name)
+    module = type(criterion).__module__.rsplit(".", 1)[1]
+    assert criterion.name == name and module == name.replace("-", "_")
+    assert type(criterion).__name__.lower() == name.replace("-", "")
+    assert dataclasses.is_dataclass(criterion)  # its fields are its typed options
+
+
+def test_settings_record_what_changes_scores_and_not_batching():
+    assert get_criterion("ld-pruner", variants_per_batch=2).settings() == {"statistic": "distribution"}
+    assert "checkpoint_every" not in get_criterion("gradflow").settings()
+    assert get_criterion("random", seed=4).settings() == {"seed": 4}
 
 
 @pytest.mark.parametrize("name", ["ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"])

@@ -5,12 +5,13 @@ import json
 import pytest
 import torch
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from untouched import assert_untouched, snapshot
 
 import diffprune
-from diffprune.adapters import CalibrationSettings
-from diffprune.distillation import DistillSettings, distill, matched_block_names
 from diffprune.errors import DiffpruneError
-from diffprune.loading import with_unet
+from diffprune.models.adapters import CalibrationSettings
+from diffprune.models.components import with_unet
+from diffprune.recovery.distillation import DistillSettings, distill, matched_block_names
 
 
 def _student_and_teacher():
@@ -31,11 +32,15 @@ def _held_out_gap(student, teacher) -> float:
 CALIBRATION = dict(num_samples=8, num_inference_steps=3)
 
 
-def test_short_distillation_lowers_the_output_error_on_held_out_seeds():
+def test_short_distillation_lowers_the_output_error_on_held_out_seeds_and_leaves_its_inputs_alone():
     student, teacher = _student_and_teacher()
+    teacher.unet.train()  # distill() freezes the teacher and switches it to eval inside, then restores both
+    student_before, teacher_before = snapshot(student), snapshot(teacher)
     before = _held_out_gap(student, teacher)
     settings = DistillSettings(steps=30, batch_size=8, learning_rate=3e-4, ema_decay=None, task_weight=0.0)
     distilled, history = distill(student, teacher, settings, CalibrationSettings(**CALIBRATION), show_progress=False)
+    assert_untouched(student_before, student)
+    assert_untouched(teacher_before, teacher)
     assert _held_out_gap(distilled, teacher) < 0.8 * before
     assert len(history) == 30
     assert type(distilled.unet).__name__ == "PrunedUNet2DModel"
@@ -46,7 +51,7 @@ def test_resume_from_a_checkpoint_continues_to_the_same_state(tmp_path, monkeypa
     student, teacher = _student_and_teacher()
     uninterrupted, _ = distill(student, teacher, settings, CalibrationSettings(**CALIBRATION), show_progress=False)
 
-    import diffprune.distillation as module
+    import diffprune.recovery.distillation as module
 
     real_save = module.save_checkpoint
 
@@ -88,7 +93,7 @@ def test_text_to_image_distillation_runs_with_prompt_conditioning():
 
 
 def test_impossible_settings_are_user_errors():
-    with pytest.raises(DiffpruneError, match="checkpoint-every"):
+    with pytest.raises(DiffpruneError, match="`checkpoint_every`"):
         DistillSettings(checkpoint_every=0)
 
 

@@ -53,7 +53,7 @@ def test_two_process_generation_matches_one_process(tmp_path):
     import numpy as np
     from tiny_models import tiny_ddpm_pipeline
 
-    from diffprune.generation import generate
+    from diffprune.models.generation import generate
 
     output = tmp_path / "samples.json"
     launch_two_processes("distributed_generation.py", str(output))

@@ -8,20 +8,16 @@ from diffusers import DDPMPipeline
 from PIL import Image
 from tiny_evaluation_models import tiny_audioldm_pipeline, tiny_clap
 from tiny_models import tiny_ddpm_pipeline
+from untouched import assert_untouched, snapshot
 
 import diffprune
-from diffprune import zoo
 from diffprune.errors import DiffpruneError
-from diffprune.evaluation import (
-    EvaluationSettings,
-    bundled_name_of,
-    format_table,
-    parse_metrics,
-    run_evaluation,
-    summary_row,
-)
-from diffprune.feature_networks import FeatureClassifier
-from diffprune.latency import LatencySettings
+from diffprune.evaluation.latency import LatencySettings
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+from diffprune.evaluation.running import bundled_name_of, run_evaluation
+from diffprune.evaluation.settings import EvaluationSettings, parse_metrics
+from diffprune.evaluation.tables import format_table, summary_row
+from diffprune.models import zoo
 
 FAST_LATENCY = LatencySettings(runs=2, warmup=0, num_inference_steps=1)
 
@@ -59,8 +55,9 @@ def test_fid_against_itself_is_zero_and_grows_when_a_unit_is_removed(dense, prun
     assert len(run.generated["pruned"]) == 6 and run.seeds == list(range(6))
 
 
-def test_evaluate_reports_costs_latency_and_speedup(dense, pruned, features, tmp_path):
+def test_evaluate_reports_costs_latency_and_speedup_and_leaves_its_inputs_alone(dense, pruned, features, tmp_path):
     out = tmp_path / "report.json"
+    before = snapshot(pruned), snapshot(dense)
     report = diffprune.evaluate(
         pruned,
         reference=dense,
@@ -73,6 +70,8 @@ def test_evaluate_reports_costs_latency_and_speedup(dense, pruned, features, tmp
         show_progress=False,
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert_untouched(before[0], pruned)
+    assert_untouched(before[1], dense)
     results, reference = report["results"], report["reference_results"]
     assert results["params"] < reference["params"] and results["macs"] < reference["macs"]
     for part in ("unet_forward", "pipeline"):
@@ -164,7 +163,7 @@ def test_bad_settings_are_one_line_errors(overrides, message):
 def test_metrics_that_do_not_apply_are_refused(dense):
     with pytest.raises(DiffpruneError, match="needs a text-to-image pipeline"):
         run_evaluation({"dense": dense}, None, settings(metrics="clip"))
-    with pytest.raises(DiffpruneError, match="--reference MODEL or --real-images"):
+    with pytest.raises(DiffpruneError, match="pass `reference` \\(a model\\) or `real_images`"):
         run_evaluation({"dense": dense}, None, settings(metrics="fid"))
     with pytest.raises(DiffpruneError, match="not among the models"):
         run_evaluation({"dense": dense}, "other", settings(metrics="macs"))

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffprune.feature_networks import FeatureClassifier
-from diffprune.zoo import bundled_path
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+from diffprune.models.zoo import bundled_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets" / "training"))
 from digit_prompts import WORDS, digit_of_prompt  # noqa: E402
 from digits_data import digits_split, to_unit  # noqa: E402
 

@@ -5,11 +5,11 @@ import urllib.error
 import pytest
 import torch
 
-from diffprune import zoo
 from diffprune.errors import DiffpruneError
-from diffprune.feature_networks import FeatureClassifier
-from diffprune.metrics import fid
-from diffprune.metrics.fid import FrechetDistance, default_feature_network
+from diffprune.evaluation.metrics import fid
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+from diffprune.evaluation.metrics.fid import FrechetDistance, default_feature_network
+from diffprune.models import zoo
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_inception_without_torch_fidelity_names_the_offline_options(monkeypatch)
     monkeypatch.setattr(fid, "_fid_class", lambda: missing)
     with pytest.raises(DiffpruneError, match="torch-fidelity") as error:
         FrechetDistance("inception")
-    assert "--fid-weights" in str(error.value) and "--fid-features" in str(error.value)
+    assert "`fid_weights`" in str(error.value) and "`fid_features`" in str(error.value)
 
 
 def test_inception_weights_that_cannot_be_downloaded_name_the_offline_options(monkeypatch):
@@ -70,7 +70,7 @@ def test_inception_weights_that_cannot_be_downloaded_name_the_offline_options(mo
     monkeypatch.setattr(fid, "_fid_class", lambda: offline)
     with pytest.raises(DiffpruneError, match="weights could not be loaded") as error:
         FrechetDistance("inception")
-    assert "--fid-weights" in str(error.value) and "\n" not in str(error.value)
+    assert "`fid_weights`" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_inception_here_is_either_available_or_a_one_line_error():
@@ -78,4 +78,4 @@ def test_inception_here_is_either_available_or_a_one_line_error():
     try:
         FrechetDistance("inception")
     except DiffpruneError as error:
-        assert "--fid-weights" in str(error) or "torch-fidelity" in str(error)
+        assert "`fid_weights`" in str(error) or "torch-fidelity" in str(error)

@@ -1,9 +1,9 @@
 import torch
 from tiny_models import FAMILIES
 
-from diffprune.gates import gated, removal_values, variant_values
-from diffprune.unet_inputs import example_inputs
-from diffprune.units import find_units
+from diffprune.structure.gates import gated, removal_values, variant_values
+from diffprune.structure.unet_inputs import example_inputs
+from diffprune.structure.units import find_units
 
 
 def _inputs(unet, batch):

@@ -7,7 +7,7 @@ from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
-from diffprune.generation import (
+from diffprune.models.generation import (
     AUDIO_DIFFUSION,
     TEXT_TO_AUDIO,
     TEXT_TO_IMAGE,
@@ -56,7 +56,7 @@ def test_text_to_image_sample_does_not_depend_on_its_batch(sd):
 
 
 def test_text_families_need_one_prompt_per_seed(sd):
-    with pytest.raises(DiffpruneError, match="pass prompts"):
+    with pytest.raises(DiffpruneError, match="pass `prompts`"):
         generate(sd, seeds=[0, 1], show_progress=False)
     with pytest.raises(DiffpruneError, match="one prompt per seed"):
         generate(sd, prompts=["a one"], seeds=[0, 1], show_progress=False)

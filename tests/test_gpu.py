@@ -6,13 +6,13 @@ import torch
 from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
-from diffprune.adapters import CalibrationSettings
-from diffprune.costs import count_macs
 from diffprune.devices import placement_of
-from diffprune.distillation import DistillSettings
-from diffprune.gates import gated, removal_values
-from diffprune.loading import with_unet
-from diffprune.unet_inputs import example_inputs
+from diffprune.models.adapters import CalibrationSettings
+from diffprune.models.components import with_unet
+from diffprune.recovery.distillation import DistillSettings
+from diffprune.structure.costs import count_macs
+from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.unet_inputs import example_inputs
 
 pytestmark = pytest.mark.gpu
 FP16 = torch.float16
@@ -37,7 +37,9 @@ def test_units_macs_and_cut_of_a_cuda_fp16_unet():
 def test_prune_a_cuda_fp16_pipeline():
     pipeline = tiny_sd_pipeline().to("cuda", FP16)
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=["a 1", "a 2"], show_progress=False)
-    result = diffprune.prune(pipeline, method="ld-pruner", num_units=2, calibration=calibration, show_progress=False)
+    result = diffprune.prune(
+        pipeline, "ld-pruner", diffprune.Budget(num_units=2), calibration=calibration, show_progress=False
+    )
     assert placement_of(result.pipeline.unet).device.type == "cuda"
     assert placement_of(result.pipeline.unet).dtype == FP16
 
@@ -47,12 +49,11 @@ def test_prune_on_cuda_with_a_loss_based_criterion_in_bf16_scoring():
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, show_progress=False)
     result = diffprune.prune(
         pipeline,
-        method="taylor",
-        num_units=2,
+        diffprune.criteria.Taylor(num_batches=1, batch_size=2),
+        diffprune.Budget(num_units=2),
         calibration=calibration,
         show_progress=False,
         dtype="bf16",
-        criterion_options={"num_batches": 1, "batch_size": 2},
     )
     assert placement_of(result.pipeline.unet).dtype == torch.float32
 

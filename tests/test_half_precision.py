@@ -6,19 +6,22 @@ import torch
 from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
-from diffprune.adapters import CalibrationSettings
-from diffprune.costs import count_macs, count_parameters
 from diffprune.devices import converted_copy, placement_of, resolve_device, torch_dtype
-from diffprune.distillation import DistillSettings
 from diffprune.distributed import use_cpu
 from diffprune.errors import DiffpruneError
-from diffprune.gates import gated, removal_values
-from diffprune.loading import with_unet
-from diffprune.unet_inputs import example_inputs
+from diffprune.models.adapters import CalibrationSettings
+from diffprune.models.components import with_unet
+from diffprune.recovery.distillation import DistillSettings
+from diffprune.structure.costs import count_macs, count_parameters
+from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.unet_inputs import example_inputs
 
 BF16 = torch.bfloat16
 SD_CALIBRATION = dict(num_samples=2, num_inference_steps=1, prompts=["a 1", "a 2"], show_progress=False)
-FEW_CANDIDATES = dict(num_units=1, kinds=["mid_block", "resnet"], show_progress=False)  # one batch of variants
+ONE_UNIT = diffprune.Budget(num_units=1)
+FEW_CANDIDATES = dict(
+    unit_filter=lambda unit: unit.kind in ("mid_block", "resnet"), show_progress=False
+)  # one batch of variants
 
 
 def weights(module) -> dict:
@@ -66,7 +69,7 @@ def test_prune_a_bf16_pipeline_with_ld_pruner_keeps_bf16_and_leaves_the_input_al
     pipeline = tiny_sd_pipeline().to(BF16)
     before = weights(pipeline.unet)
     result = diffprune.prune(
-        pipeline, method="ld-pruner", calibration=CalibrationSettings(**SD_CALIBRATION), **FEW_CANDIDATES
+        pipeline, "ld-pruner", ONE_UNIT, calibration=CalibrationSettings(**SD_CALIBRATION), **FEW_CANDIDATES
     )
     assert len(result.removed) == 1 and all(torch.isfinite(torch.tensor(list(result.scores.values()))))
     assert placement_of(result.pipeline.unet).dtype == BF16
@@ -78,7 +81,12 @@ def test_prune_scores_in_the_requested_dtype_and_cuts_from_the_inputs_own_weight
     pipeline = tiny_sd_pipeline()
     before = weights(pipeline.unet)
     result = diffprune.prune(
-        pipeline, method="ld-pruner", dtype="bf16", calibration=CalibrationSettings(**SD_CALIBRATION), **FEW_CANDIDATES
+        pipeline,
+        "ld-pruner",
+        ONE_UNIT,
+        dtype="bf16",
+        calibration=CalibrationSettings(**SD_CALIBRATION),
+        **FEW_CANDIDATES,
     )
     assert result.report["settings"]["scoring_dtype"] == "bfloat16"
     assert placement_of(result.pipeline.unet).dtype == torch.float32, "the cut keeps the input's precision"
@@ -92,9 +100,9 @@ def test_prune_a_bf16_pipeline_with_a_loss_based_criterion():
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=1, show_progress=False)
     result = diffprune.prune(
         pipeline,
-        method="output-loss",
+        diffprune.criteria.OutputLoss(num_batches=1, batch_size=2),
+        ONE_UNIT,
         calibration=calibration,
-        criterion_options={"num_batches": 1, "batch_size": 2},
         **FEW_CANDIDATES,
     )
     assert len(result.removed) == 1 and placement_of(result.pipeline.unet).dtype == BF16
@@ -148,14 +156,14 @@ def test_evaluate_a_bf16_pipeline_with_latency_and_macs():
 def test_device_and_dtype_policy_errors_name_the_flags():
     with pytest.raises(DiffpruneError, match="fp16 needs a GPU"):
         torch_dtype("fp16", "cpu")
-    with pytest.raises(DiffpruneError, match="unknown --dtype"):
+    with pytest.raises(DiffpruneError, match="unknown `dtype`"):
         torch_dtype("fp8", "cpu")
     with pytest.raises(DiffpruneError, match="not a device"):
         resolve_device("gpu0")
     assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert use_cpu("cpu"), "a CPU device asks accelerate for CPU processes even where a GPU is visible"
     if not torch.cuda.is_available():
-        with pytest.raises(DiffpruneError, match="--device cpu"):
+        with pytest.raises(DiffpruneError, match="`device` cpu"):
             resolve_device("cuda")
 
 

@@ -6,7 +6,7 @@ from tiny_models import tiny_sd_pipeline
 
 from diffprune.devices import torch_dtype
 from diffprune.errors import DiffpruneError
-from diffprune.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
+from diffprune.evaluation.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
 
 
 def test_report_fields_are_present_and_positive():
@@ -41,7 +41,7 @@ def test_bad_latency_settings():
     with pytest.raises(DiffpruneError, match="fp16 needs a GPU"):
         torch_dtype("fp16", "cpu")
     assert torch_dtype("bf16", "cpu") == torch.bfloat16 and torch_dtype(None, "cpu") is None
-    with pytest.raises(DiffpruneError, match="--batch-size"):
+    with pytest.raises(DiffpruneError, match="`latency.batch_size`"):
         LatencySettings(batch_size=0)
-    with pytest.raises(DiffpruneError, match="--latency-runs"):
+    with pytest.raises(DiffpruneError, match="`latency.runs`"):
         LatencySettings(runs=0)

@@ -15,9 +15,9 @@ from tiny_models import tiny_sd_pipeline
 
 import diffprune
 from diffprune.cli import main
-from diffprune.gates import gated, removal_values
-from diffprune.pruned_models import save_pipeline
-from diffprune.units import find_units
+from diffprune.models.saved_cuts import save_pipeline
+from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.units import find_units
 
 # A resnet, a whole attention block and a cross-attention sub-layer: each kind of replacement (Bypass, ZeroBranch).
 REMOVED = [
@@ -72,7 +72,7 @@ def _cut():
 def test_adapted_lora_on_the_cut_equals_the_gated_original_with_the_lora(tmp_path, caplog):
     lora = _lora_file(tmp_path)
     save_pipeline(_cut(), tmp_path / "cut")
-    with caplog.at_level(logging.WARNING, logger="diffprune.lora"):
+    with caplog.at_level(logging.WARNING, logger="diffprune.recovery.lora"):
         adapted = diffprune.adapt_lora(lora, tmp_path / "cut")
     assert set(adapted.dropped) == set(REMOVED)
     assert all(key.startswith("unet." + unit + ".") for unit, keys in adapted.dropped.items() for key in keys)

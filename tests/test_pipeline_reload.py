@@ -16,8 +16,8 @@ from diffusers import DiffusionPipeline, UNet2DConditionModel, UNet2DModel
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
-from diffprune.pruned_models import save_pipeline
-from diffprune.units import find_units
+from diffprune.models.saved_cuts import save_pipeline
+from diffprune.structure.units import find_units
 
 
 def _generate_sd(pipeline):
@@ -114,8 +114,8 @@ def test_cut_a_stock_config_expresses_is_saved_with_stock_classes(tmp_path):
 def test_distilled_folder_keeps_the_removed_units_in_plain_words(tmp_path):
     from types import SimpleNamespace
 
-    from diffprune.commands.distill import save_distilled
-    from diffprune.distillation import DistillSettings
+    from diffprune.cli.distill import save_distilled
+    from diffprune.recovery.distillation import DistillSettings
 
     pipeline = tiny_ddpm_pipeline()
     pipeline.unet = diffprune.remove_units(pipeline.unet, ["down_blocks.1.attentions.0"])

@@ -2,7 +2,7 @@ import pytest
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
-from diffprune.prompts import default_prompts, read_prompts
+from diffprune.models.prompts import default_prompts, read_prompts
 
 
 def test_prompt_files(tmp_path):

@@ -1,27 +1,35 @@
-"""diffprune.prune(): budgets measured after surgery, zero-effect units first, exact resume, saved outputs."""
+"""diffprune.prune(): budgets measured after surgery, zero-effect units first, exact resume, saved outputs, inputs
+left untouched, and criteria given by name, as objects, or written by the user."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from test_latent_impact import make_zero_effect
+from test_ld_pruner import make_zero_effect
 from tiny_models import tiny_ddpm_pipeline
+from untouched import assert_untouched, snapshot
 
-import diffprune.pruning as prune_module
-from diffprune.adapters import CalibrationSettings
-from diffprune.costs import count_macs
+import diffprune.pruning.prune as prune_module
+from diffprune.criteria import Criterion, GradFlow, get_criterion
+from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
-from diffprune.pruning import prune
-from diffprune.score_store import ScoreStore
+from diffprune.models.adapters import CalibrationSettings
+from diffprune.pruning.prune import prune
+from diffprune.pruning.selection import Budget
+from diffprune.structure.costs import count_macs
 
 
 def _calibration():
     return CalibrationSettings(num_samples=4, num_inference_steps=3)
 
 
-def _prune(pipeline, **kwargs):
-    return prune(pipeline, calibration=_calibration(), show_progress=False, **kwargs)
+def _prune(pipeline, criterion="ld-pruner", **budget_and_options):
+    budget_keys = {"keep_macs", "keep_params", "num_units"}
+    budget = Budget(**{k: v for k, v in budget_and_options.items() if k in budget_keys})
+    options = {k: v for k, v in budget_and_options.items() if k not in budget_keys}
+    return prune(pipeline, criterion, budget, calibration=_calibration(), show_progress=False, **options)
 
 
 def test_budget_is_met_on_the_cut_model_and_zero_effect_unit_goes_first():
@@ -78,13 +86,25 @@ def test_saved_result_reloads_with_stock_diffusers(tmp_path):
         result.save(folder)
 
 
-def test_unknown_kind_and_bad_rounds_are_user_errors():
-    with pytest.raises(DiffpruneError, match="no units of kind"):
-        _prune(tiny_ddpm_pipeline(), kinds=["transformer_block"])
+def test_an_empty_unit_filter_bad_rounds_and_a_loose_budget_are_user_errors():
+    with pytest.raises(DiffpruneError, match="unit_filter` leaves no candidate unit; kinds of units here: .*resnet"):
+        _prune(tiny_ddpm_pipeline(), unit_filter=lambda unit: unit.kind == "transformer_block")
     with pytest.raises(DiffpruneError, match="rounds"):
         _prune(tiny_ddpm_pipeline(), rounds=0)
-    with pytest.raises(DiffpruneError, match="variants-per-batch"):
+    with pytest.raises(DiffpruneError, match="variants_per_batch"):
         _prune(tiny_ddpm_pipeline(), variants_per_batch=0)
+    with pytest.raises(DiffpruneError, match="must be a Budget"):
+        prune(tiny_ddpm_pipeline(), "magnitude", 0.7)
+    with pytest.raises(DiffpruneError, match="has no option stats; its options: statistic, variants_per_batch"):
+        get_criterion("ld-pruner", stats="paired")
+    with pytest.raises(DiffpruneError, match="an object with score"):
+        prune(tiny_ddpm_pipeline(), object())
+
+
+def test_unit_filter_limits_the_candidates():
+    result = _prune(tiny_ddpm_pipeline(), "magnitude", num_units=2, unit_filter=lambda unit: unit.kind == "resnet")
+    kinds = {unit["name"]: unit["kind"] for unit in result.report["units"]}
+    assert len(result.removed) == 2 and all(kinds[name] == "resnet" for name in result.removed)
 
 
 def test_nan_latents_are_reported(monkeypatch):
@@ -97,3 +117,47 @@ def test_nan_latents_are_reported(monkeypatch):
 
 def test_work_folder_name_is_hidden():
     assert prune_module.WORK_FOLDER.startswith(".")
+
+
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        "ld-pruner",
+        GradFlow(steps=3, stages=1, batch_size=2, criterion_batches=1),
+        GradFlow(steps=3, stages=1, batch_size=2, criterion_batches=1, train_weights=True),
+    ],
+    ids=["ld-pruner", "gradflow", "gradflow-train-weights"],
+)
+def test_the_input_pipeline_is_left_untouched(criterion):
+    pipeline = tiny_ddpm_pipeline()
+    pipeline.unet.train()  # a user mid-training: prune() switches to eval inside, and must switch back
+    pipeline.unet.conv_in.requires_grad_(False)
+    before = snapshot(pipeline)
+    result = _prune(pipeline, criterion, num_units=1)
+    assert_untouched(before, pipeline)
+    assert result.pipeline.unet is not pipeline.unet
+
+
+@dataclass
+class WidestFirst(Criterion):
+    """A user's criterion, not registered: the largest units score lowest (removed first)."""
+
+    def score_pending(self, context, pending, removed, round_index):
+        context.store.put_many(round_index, {unit.name: -float(unit.params) for unit in pending})
+
+
+class ScoresByName:
+    """The least a criterion can be: an object with `score` returning {unit name: score}."""
+
+    def score(self, context, candidates, removed, round_index):
+        return {unit.name: float(len(unit.name)) for unit in candidates}
+
+
+def test_a_users_own_criterion_needs_no_registration(tmp_path):
+    widest = _prune(tiny_ddpm_pipeline(), WidestFirst(), num_units=1, work_dir=tmp_path)
+    units = widest.report["units"]
+    assert widest.removed == [max(units, key=lambda unit: unit["params"])["name"]]
+    assert widest.report["settings"]["criterion"] == "WidestFirst"
+    by_name = _prune(tiny_ddpm_pipeline(), ScoresByName(), num_units=1)
+    shortest = min((u["name"] for u in by_name.report["units"]), key=len)
+    assert len(by_name.removed[0]) == len(shortest)

@@ -1,8 +1,8 @@
 import pytest
 
 from diffprune.errors import DiffpruneError
-from diffprune.selection import Budget, removable_maximum, select_units
-from diffprune.units import Unit
+from diffprune.pruning.selection import Budget, removable_maximum, select_units
+from diffprune.structure.units import Unit
 
 
 def unit(name, macs, params=10):

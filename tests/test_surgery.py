@@ -3,12 +3,12 @@ import torch
 from tiny_models import FAMILIES
 
 import diffprune
-from diffprune.costs import count_macs, count_parameters
 from diffprune.errors import DiffpruneError
-from diffprune.gates import gated, removal_values
-from diffprune.pruned_models import pruned_class_for
-from diffprune.unet_inputs import example_inputs
-from diffprune.units import find_units
+from diffprune.structure.costs import count_macs, count_parameters
+from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.surgery import pruned_class_for
+from diffprune.structure.unet_inputs import example_inputs
+from diffprune.structure.units import find_units
 
 
 def _outermost_every_other(units):

@@ -7,11 +7,11 @@ from PIL import Image
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
-from diffprune.adapters import CalibrationSettings, adapter_for
-from diffprune.distillation import DistillSettings, distill
 from diffprune.errors import DiffpruneError
-from diffprune.loading import with_unet
-from diffprune.training_data import encode_images, image_files, read_captions
+from diffprune.models.adapters import CalibrationSettings, adapter_for
+from diffprune.models.components import with_unet
+from diffprune.models.training_data import encode_images, image_files, read_captions
+from diffprune.recovery.distillation import DistillSettings, distill
 
 
 def _write_images(folder, count, size, mode):
@@ -54,11 +54,10 @@ def test_distillation_and_criteria_train_on_the_user_images(tmp_path):
     assert len(history) == 2
     result = diffprune.prune(
         teacher,
-        method="taylor",
-        num_units=1,
+        diffprune.criteria.Taylor(num_batches=1, batch_size=2),
+        diffprune.Budget(num_units=1),
         calibration=settings,
         show_progress=False,
-        criterion_options={"num_batches": 1, "batch_size": 2},
     )
     assert len(result.removed) == 1
 

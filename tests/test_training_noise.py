@@ -15,7 +15,7 @@ import torch
 from tiny_models import SD_BETAS, make_scheduler, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
-from diffprune.training_noise import TrainingNoise
+from diffprune.models.training_noise import TrainingNoise
 
 
 def ddpm(**config):
@@ -105,9 +105,9 @@ def test_a_seed_gives_the_same_batch_whatever_the_dtype():
 def test_losses_run_on_a_v_prediction_dpm_solver_pipeline():
     """Both losses used to call the inference scheduler's get_velocity, which DPM-Solver lacks."""
     import diffprune
-    from diffprune.adapters import CalibrationSettings
-    from diffprune.distillation import DistillSettings, distill
-    from diffprune.loading import with_unet
+    from diffprune.models.adapters import CalibrationSettings
+    from diffprune.models.components import with_unet
+    from diffprune.recovery.distillation import DistillSettings, distill
 
     pipe = tiny_sd_pipeline("dpm-solver-v")
     calibration = CalibrationSettings(
@@ -115,11 +115,10 @@ def test_losses_run_on_a_v_prediction_dpm_solver_pipeline():
     )
     result = diffprune.prune(
         pipe,
-        method="taylor",
-        num_units=1,
+        diffprune.criteria.Taylor(num_batches=1, batch_size=2),
+        diffprune.Budget(num_units=1),
         calibration=calibration,
         show_progress=False,
-        criterion_options={"num_batches": 1, "batch_size": 2},
     )
     assert len(result.removed) == 1
     student = with_unet(pipe, diffprune.remove_units(pipe.unet, result.removed))
@@ -134,10 +133,10 @@ def test_digits_t2i_losses_match_its_training_scripts_loss():
     the one the shipped DPM-Solver's add_noise would give."""
     import torch.nn.functional as F
 
-    from diffprune.adapters import CalibrationSettings, adapter_for
-    from diffprune.loading import load_pipeline
+    from diffprune.models.adapters import CalibrationSettings, adapter_for
+    from diffprune.models.loading import load_pipeline
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets" / "training"))
     from train_digits_t2i import BETAS
 
     pipe = load_pipeline("digits-t2i")

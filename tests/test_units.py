@@ -2,9 +2,9 @@ import pytest
 import torch
 from tiny_models import FAMILIES
 
-from diffprune.costs import count_macs
 from diffprune.errors import DiffpruneError
-from diffprune.units import find_units, overlapping, probe_shapes, units_by_name
+from diffprune.structure.costs import count_macs
+from diffprune.structure.units import find_units, overlapping, probe_shapes, units_by_name
 
 
 @pytest.mark.parametrize("family", FAMILIES)

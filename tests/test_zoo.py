@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from diffprune.errors import DiffpruneError
-from diffprune.zoo import BUNDLED, bundled_path, is_bundled, list_bundled
+from diffprune.models.zoo import BUNDLED, bundled_path, is_bundled, list_bundled
 
 
 def test_names_and_folders():
@@ -88,7 +88,7 @@ def test_digits_clip_loads_with_word_tokens():
 
 
 def test_feature_networks_load():
-    from diffprune.feature_networks import FeatureClassifier
+    from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
 
     for name, size in (("digits-features", 16), ("tones-features", 32)):
         model = FeatureClassifier.from_pretrained(bundled_path(name)).eval()

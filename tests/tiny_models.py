@@ -259,3 +259,47 @@ def tiny_ddpm_pipeline(scheduler: str = "ddpm"):
 
     pipeline_class = DDIMPipeline if scheduler == "ddim" else DDPMPipeline
     return pipeline_class(unet=ddpm_unet(), scheduler=make_scheduler(scheduler))
+
+
+def tiny_sdxl_pipeline(scheduler: str = "euler"):
+    """A complete, tiny SDXL pipeline (random weights) around `sdxl_unet`: two CLIP text encoders whose hidden
+    states concatenate to its cross-attention width (16 + 16), the second's projection (32) as the pooled
+    embedding, so text_embeds (32) + six time ids x 8 fill its 80-wide added embedding."""
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=12,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config)).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config, projection_dim=32)).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        sample_size=32,
+    ).eval()
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tiny_tokenizer(),
+        unet=sdxl_unet(),
+        scheduler=make_scheduler(scheduler),
+        add_watermarker=False,
+    )

@@ -1,44 +1,107 @@
-"""Criteria registry: each criterion is one file that registers itself by name.
+"""Criteria: what scores the denoiser's units (lower = safer to remove). One file per criterion, one name for
+it across registry key, module and class:
 
-`get_criterion("ld-pruner")` returns an instance; `available_criteria()` lists every registered name (the
-CLI's --method choices). A new criterion is one new file in this folder plus its name in CRITERION_MODULES.
+    ld-pruner   ld_pruner.py    LDPruner     latent impact of removing a unit (Castells et al., 2024)
+    gradflow    gradflow.py     GradFlow     gradient-flow soft masks under the budget (Wan et al., 2025)
+    output-loss output_loss.py  OutputLoss   one-step change of the noise prediction
+    taylor      taylor.py       Taylor       first-order Taylor of the denoising loss at each gate
+    magnitude   magnitude.py    Magnitude    mean absolute weight (data-free)
+    random      random.py       Random       seeded uniform scores, the floor
+
+`prune(pipeline, criterion=...)` takes a name (`get_criterion("ld-pruner", statistic="paired")`), an instance
+(`LDPruner(statistic="paired")`), or any object with `score(context, candidates, removed, round_index)`
+returning {unit name: score}; a user's own criterion needs no registration (see README). Scores are kept in a
+ScoreStore (score_store.py), so an interrupted run resumes.
+
+May import: the package root's shared modules, structure/, models/, and pruning.selection (budget-aware
+criteria aim at the same budget the selection uses).
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+import typing
 
-from ..errors import DiffpruneError
-from .base import Criterion, ScoringContext
-
-_REGISTRY: dict[str, type[Criterion]] = {}
-CRITERION_MODULES = ["latent_impact", "gradient_flow", "magnitude", "taylor", "output_loss", "random_scores"]
-
-
-def register(name: str):
-    def decorator(cls: type[Criterion]) -> type[Criterion]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_all() -> None:
-    for module in CRITERION_MODULES:
-        import_module(f".{module}", __name__)
+from diffprune.criteria.base import (
+    CRITERIA,
+    SCORE_NEUTRAL,
+    Criterion,
+    ScoringContext,
+    make_criterion,
+    options_of,
+    register,
+)
+from diffprune.criteria.gradflow import GradFlow
+from diffprune.criteria.ld_pruner import LDPruner
+from diffprune.criteria.magnitude import Magnitude
+from diffprune.criteria.output_loss import OutputLoss
+from diffprune.criteria.random import Random
+from diffprune.criteria.taylor import Taylor
+from diffprune.errors import DiffpruneError
 
 
 def available_criteria() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return sorted(CRITERIA)
 
 
 def get_criterion(name: str, **options) -> Criterion:
-    _load_all()
-    if name not in _REGISTRY:
-        raise DiffpruneError(f"unknown method {name!r}; choose one of: {', '.join(available_criteria())}")
-    return _REGISTRY[name](**options)
+    """The registered criterion `name` with `options` (its dataclass fields)."""
+    if name not in CRITERIA:
+        raise DiffpruneError(f"unknown criterion {name!r}; choose one of: {', '.join(available_criteria())}")
+    return make_criterion(CRITERIA[name], options)
 
 
-__all__ = ["Criterion", "ScoringContext", "available_criteria", "get_criterion", "register"]
+def resolve_criterion(criterion) -> Criterion:
+    """A name or an object with `score` -> the criterion object prune() runs."""
+    if isinstance(criterion, str):
+        return get_criterion(criterion)
+    if isinstance(criterion, type):
+        raise DiffpruneError(f"pass an instance of {criterion.__name__} (e.g. {criterion.__name__}()), not the class")
+    if not callable(getattr(criterion, "score", None)):
+        raise DiffpruneError(
+            f"criterion must be a name ({', '.join(available_criteria())}) or an object with "
+            f"score(context, candidates, removed, round_index); got {type(criterion).__name__}"
+        )
+    return criterion
+
+
+def parse_option_values(name: str, pairs: list[str]) -> dict:
+    """["statistic=paired", "steps=30"] -> typed options of criterion `name`, converted by its field types."""
+    if name not in CRITERIA:
+        raise DiffpruneError(f"unknown criterion {name!r}; choose one of: {', '.join(available_criteria())}")
+    # `int | None` and the like convert by their first type
+    types = {key: (typing.get_args(kind) or (kind,))[0] for key, kind in options_of(CRITERIA[name]).items()}
+    options = {}
+    for pair in pairs:
+        key, separator, text = pair.partition("=")
+        if not separator:
+            raise DiffpruneError(f"criterion option {pair!r} is not key=value")
+        kind = types.get(key, str)
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise DiffpruneError(f"criterion option {key} expects true or false, got {text!r}")
+            options[key] = text.lower() in ("true", "1")
+        else:
+            try:
+                options[key] = kind(text)
+            except (TypeError, ValueError):
+                raise DiffpruneError(f"criterion option {key} expects {kind.__name__}, got {text!r}") from None
+    return options
+
+
+__all__ = [
+    "CRITERIA",
+    "SCORE_NEUTRAL",
+    "Criterion",
+    "GradFlow",
+    "LDPruner",
+    "Magnitude",
+    "OutputLoss",
+    "Random",
+    "ScoringContext",
+    "Taylor",
+    "available_criteria",
+    "get_criterion",
+    "parse_option_values",
+    "register",
+    "resolve_criterion",
+]

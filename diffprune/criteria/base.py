@@ -1,14 +1,23 @@
-"""The interface every criterion implements, and the context it scores in."""
+"""The interface every criterion implements, the context it scores in, and the registry of named criteria.
+
+A criterion is a dataclass subclass of `Criterion`: its fields are its typed options (checked in
+`__post_init__`), and `settings()` (what resume and the report record) is every field that changes scores.
+A field that does not (a batching choice) says so with `field(..., metadata=SCORE_NEUTRAL)`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
-from ..adapters import TaskAdapter
-from ..score_store import ScoreStore
-from ..units import Unit
+from diffprune.criteria.score_store import ScoreStore
+from diffprune.errors import DiffpruneError
+from diffprune.models.adapters import TaskAdapter
+from diffprune.structure.units import Unit
 
 
 @dataclass
@@ -68,9 +77,9 @@ class Criterion:
     the same units; only the main process writes the store.
     """
 
-    name = "abstract"
-    splits_across_processes = True
-    uses_budget = False  # scores depend on the budget (gradient flow aims its masks at it)
+    name: ClassVar[str] = ""  # the registry key; a class registered with @register gets it
+    splits_across_processes: ClassVar[bool] = True
+    uses_budget: ClassVar[bool] = False  # scores depend on the budget (gradient flow aims its masks at it)
 
     def score(
         self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int
@@ -85,7 +94,7 @@ class Criterion:
 
         from accelerate.utils import gather_object
 
-        from ..distributed import process_state
+        from diffprune.distributed import process_state
 
         state = process_state()
         if state.num_processes == 1 or not self.splits_across_processes:
@@ -113,5 +122,51 @@ class Criterion:
         raise NotImplementedError
 
     def settings(self) -> dict:
-        """Options that change the scores (recorded for resume and in the report)."""
-        return {}
+        """Options that change the scores (recorded for resume and in the report): every dataclass field
+        not marked SCORE_NEUTRAL."""
+        if not dataclasses.is_dataclass(self):
+            return {}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("score_neutral")}
+
+
+SCORE_NEUTRAL = {"score_neutral": True}  # field metadata: this option does not change the scores
+
+CRITERIA: dict[str, type[Criterion]] = {}
+
+
+def register(name: str):
+    """Class decorator: makes a criterion available by `name` (to `prune(criterion=name)` and the CLI)."""
+
+    def decorator(cls: type[Criterion]) -> type[Criterion]:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__}: a registered criterion is a dataclass (its fields are its options)")
+        cls.name = name
+        CRITERIA[name] = cls
+        return cls
+
+    return decorator
+
+
+def options_of(cls: type) -> dict[str, type]:
+    """{option: type} of a criterion class, read from its dataclass fields."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+
+
+def make_criterion(cls: type[Criterion], options: dict) -> Criterion:
+    """`cls(**options)`, with a one-line error naming the options that exist when one does not."""
+    known = options_of(cls)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise DiffpruneError(
+            f"criterion {cls.name or cls.__name__} has no option {', '.join(unknown)}; its options: {listed}"
+        )
+    return cls(**options)
+
+
+def describe(criterion) -> tuple[str, dict, bool]:
+    """(name, settings, uses_budget) of a registered criterion or any object with a `score` method."""
+    name = getattr(criterion, "name", "") or type(criterion).__name__
+    settings = criterion.settings() if callable(getattr(criterion, "settings", None)) else {}
+    return name, settings, bool(getattr(criterion, "uses_budget", False))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from . import register
-from .base import Criterion
+from diffprune.criteria.base import Criterion, register
 
 
 @register("magnitude")
-class MeanAbsoluteWeight(Criterion):
+@dataclass
+class Magnitude(Criterion):
     def score_pending(self, context, pending, removed, round_index) -> None:
         scores = {}
         for unit in pending:

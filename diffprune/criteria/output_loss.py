@@ -3,22 +3,20 @@ mean squared difference over calibration inputs noised at random timesteps. Batc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
-from ..gates import gated, variant_values
-from . import register
-from .base import Criterion
+from diffprune.criteria.base import Criterion, register
+from diffprune.structure.gates import gated, variant_values
 
 
 @register("output-loss")
+@dataclass
 class OutputLoss(Criterion):
-    def __init__(self, num_batches: int = 2, batch_size: int = 8):
-        self.num_batches = num_batches
-        self.batch_size = batch_size
-
-    def settings(self) -> dict:
-        return {"num_batches": self.num_batches, "batch_size": self.batch_size}
+    num_batches: int = 2
+    batch_size: int = 8
 
     def _noisy_inputs(self, context, round_index):
         inputs = []

@@ -3,22 +3,20 @@ denoising loss and g the unit's gate, accumulated over calibration batches at ra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
-from ..gates import gated, removal_values
-from . import register
-from .base import Criterion
+from diffprune.criteria.base import Criterion, register
+from diffprune.structure.gates import gated, removal_values
 
 
 @register("taylor")
-class FirstOrderTaylor(Criterion):
-    def __init__(self, num_batches: int = 8, batch_size: int = 8):
-        self.num_batches = num_batches
-        self.batch_size = batch_size
-
-    def settings(self) -> dict:
-        return {"num_batches": self.num_batches, "batch_size": self.batch_size}
+@dataclass
+class Taylor(Criterion):
+    num_batches: int = 8
+    batch_size: int = 8
 
     def score_pending(self, context, pending, removed, round_index) -> None:
         gates = torch.nn.Parameter(removal_values(context.units, {u.name for u in removed}))

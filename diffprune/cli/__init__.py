@@ -1,0 +1,93 @@
+"""The `diffprune` command line: one module per subcommand in this folder, each exposing `register(subparsers)`
+and setting `run` on its parser; user errors exit with code 2.
+
+May import anything in diffprune; nothing in diffprune imports the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from importlib import import_module
+
+from diffprune.errors import DiffpruneError
+
+COMMANDS = ["units", "prune", "eval", "compare", "distill", "demo", "export", "lora"]
+
+
+def register_all(subparsers) -> None:
+    for name in COMMANDS:
+        import_module(f".{name}", __name__).register(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffprune",
+        description="Prune diffusion UNets (LD-Pruner, gradient flow, baselines), cut them for real, evaluate.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    register_all(subparsers)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (missing torchvision, deprecations) would bury our one-line messages."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every load
+
+
+# Library errors name arguments in backticks (`num_inference_steps`); the CLI says the flag instead. Names that
+# differ from their flag are listed; any other `name` becomes --name-with-dashes when some command has that flag.
+FLAG_FOR_ARGUMENT = {
+    "num_inference_steps": "--inference-steps",
+    "generation_batch_size": "--batch-size",
+    "latency.batch_size": "--latency-batch-size",
+    "latency.runs": "--latency-runs",
+    "latency.warmup": "--latency-warmup",
+    "latency.num_inference_steps": "--inference-steps",
+    "reference": "--reference",
+}
+
+
+def as_cli_message(message: str, parser: argparse.ArgumentParser) -> str:
+    flags = {
+        option
+        for action in parser._subparsers._group_actions  # the subcommands' parsers
+        for subparser in action.choices.values()
+        for sub_action in subparser._actions
+        for option in sub_action.option_strings
+    }
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1)
+        dashed = "--" + name.replace("_", "-")
+        return FLAG_FOR_ARGUMENT.get(name) or (dashed if dashed in flags else name)
+
+    return re.sub(r"`([A-Za-z_][\w.]*)`", flag, message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except DiffpruneError as error:
+        print(f"diffprune: error: {as_cli_message(str(error), parser)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffprune: interrupted; rerun the same command to resume where supported", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`diffprune demo`: prune every bundled model with LD-Pruner to 70% of its UNet MACs, evaluate each against
+its original (FID, CLIP score for text-to-image, latency, MACs), write comparison grids and one HTML page.
+
+Sized to finish in a few minutes on 2 CPU cores: small calibration sets and sample counts (say so, and
+use the eval/ benchmarks for numbers worth quoting).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.errors import DiffpruneError
+
+DEMO_MODELS = {
+    # name: (calibration samples, denoising steps, evaluation samples)
+    "digits-t2i": (16, 10, 40),
+    "digits-ddpm": (16, 10, 40),
+    "tones-audio": (12, 10, 24),
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="prune the bundled models and show the trade-off (what `make demo` runs)"
+    )
+    parser.add_argument("--out", default="demo-output", help="output folder (must be new; default demo-output)")
+    parser.add_argument("--keep-macs", type=float, default=0.7)
+    parser.add_argument("--criterion", "--method", dest="criterion", default="ld-pruner")
+    parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated bundled names")
+    add_device_options(
+        parser,
+        dtype_help="load the models in this precision; scoring, the cuts and the evaluation "
+        "run in it (default: as stored, fp32)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from diffprune.cli.prune import print_summary
+    from diffprune.evaluation.comparison import compare_and_report
+    from diffprune.models.adapters import CalibrationSettings
+    from diffprune.models.loading import load_pipeline
+    from diffprune.models.prompts import default_prompts
+    from diffprune.outputs import check_new_output
+    from diffprune.pruning.prune import prune
+    from diffprune.pruning.selection import Budget
+
+    device, dtype = device_and_dtype_from_args(args)
+    out = check_new_output(args.out)
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DEMO_MODELS]
+    if unknown:
+        raise DiffpruneError(f"the demo knows {', '.join(DEMO_MODELS)}; not {', '.join(unknown)}")
+    check_budgets(names, args.keep_macs)
+    sections = []
+    started = time.perf_counter()
+    for name in names:
+        calibration_samples, steps, evaluation_samples = DEMO_MODELS[name]
+        print(f"\n=== {name}: {args.criterion} to {args.keep_macs:.0%} of UNet MACs ===", flush=True)
+        original = load_pipeline(name, device=device, torch_dtype=dtype)
+        calibration = CalibrationSettings(
+            num_samples=calibration_samples,
+            num_inference_steps=steps,
+            prompts=default_prompts(original),
+            guidance_scale=None,
+        )
+        result = prune(original, args.criterion, Budget(keep_macs=args.keep_macs), calibration=calibration, source=name)
+        pruned_folder = result.save(out / f"{name}-pruned")
+        print_summary(result.report)
+        comparison = compare_and_report(
+            {f"{name} (original)": original, f"{name} pruned": result.pipeline},
+            f"{name} (original)",
+            out / f"{name}-comparison",
+            num_samples=evaluation_samples,
+            metrics=None,  # the family's quality metrics plus latency and MACs
+            num_inference_steps=steps * 2,
+            device=device,
+        )
+        print(comparison["table"], flush=True)
+        sections.append({"name": name, "pruned": pruned_folder, "comparison": comparison})
+    index = write_index(out, sections, args)
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; open {index}")
+    return 0
+
+
+def check_budgets(names: list[str], keep_macs: float) -> None:
+    """Fail before any work if a model cannot reach the budget (the error says what it can reach)."""
+    from diffprune.models.loading import load_pipeline
+    from diffprune.pruning.selection import Budget, check_reachable
+    from diffprune.structure.costs import count_macs, pipeline_cost_inputs
+    from diffprune.structure.units import find_units
+
+    for name in names:
+        pipeline = load_pipeline(name)
+        inputs = pipeline_cost_inputs(pipeline)
+        try:
+            check_reachable(
+                find_units(pipeline.unet, inputs), Budget(keep_macs=keep_macs), count_macs(pipeline.unet, inputs)
+            )
+        except DiffpruneError as error:
+            raise DiffpruneError(f"{name}: {error}") from None
+
+
+def write_index(out: Path, sections: list[dict], args) -> Path:
+    """One page for a person: each model's summary table and comparison grid, linking the full reports."""
+    import base64
+    import html
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>diffprune demo</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
+        "img{max-width:100%;image-rendering:pixelated}</style></head><body>",
+        f"<h1>diffprune demo: {html.escape(args.criterion)} to {args.keep_macs:.0%} of UNet MACs</h1>",
+        "<p>Small sample counts so it runs in minutes on a CPU; see docs/results.md for benchmark numbers.</p>",
+    ]
+    for section in sections:
+        comparison = section["comparison"]
+        columns = comparison["columns"]
+        parts.append(f"<h2>{html.escape(section['name'])}</h2><table><tr>")
+        parts += [f"<th>{html.escape(str(c))}</th>" for c in columns] + ["</tr>"]
+        for row in comparison["rows"]:
+            cells = [row.get(c) for c in columns]
+            parts.append("<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in cells) + "</tr>")
+        parts.append("</table>")
+        grid = comparison["files"].get("grid")
+        if grid and Path(grid).exists():
+            encoded = base64.b64encode(Path(grid).read_bytes()).decode()
+            parts.append(f"<p><img alt='comparison grid' src='data:image/png;base64,{encoded}'></p>")
+        report = Path(comparison["files"].get("html", "")).relative_to(out) if comparison["files"].get("html") else None
+        pruned = Path(section["pruned"]).relative_to(out)
+        links = [f"<a href='{pruned}/README.md'>pruned model card</a>"]
+        if report:
+            links.insert(0, f"<a href='{report}'>full report (samples, audio)</a>")
+        parts.append("<p>" + " · ".join(links) + "</p>")
+    parts.append("</body></html>")
+    index = out / "index.html"
+    index.write_text("\n".join(parts))
+    return index
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)

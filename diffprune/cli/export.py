@@ -1,0 +1,33 @@
+"""`diffprune export PRUNED --out FOLDER`: rewrite a pruned pipeline with a stock diffusers UNet class, where
+the removed units can be said in a plain config (see diffprune/export.py); loads without diffprune."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="save a pruned pipeline with a stock diffusers UNet (where expressible)"
+    )
+    parser.add_argument("model", help="a pruned pipeline folder")
+    parser.add_argument("--out", required=True, help="output folder (must be new)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from diffprune.errors import DiffpruneError
+    from diffprune.models.components import with_unet
+    from diffprune.models.loading import load_pipeline
+    from diffprune.models.model_card import write_removed_units_record
+    from diffprune.outputs import check_new_output, staged_output
+    from diffprune.structure.export import export_plain
+
+    out = check_new_output(args.out)
+    pipeline = load_pipeline(args.model)
+    if not (pipeline.unet.config.get("removed_units") or {}):
+        raise DiffpruneError(f"{args.model} has no removed units; it is a plain diffusers pipeline already")
+    plain = with_unet(pipeline, export_plain(pipeline.unet))
+    with staged_output(out) as staging:
+        plain.save_pretrained(staging, safe_serialization=True)
+        write_removed_units_record(args.model, pipeline.unet, staging, stock_classes=True)
+    print(f"saved a stock diffusers pipeline to {out}")
+    return 0

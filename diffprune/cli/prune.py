@@ -1,0 +1,159 @@
+"""`diffprune prune MODEL --criterion ld-pruner --keep-macs 0.7 --out FOLDER`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.errors import DiffpruneError
+
+
+def add_calibration_arguments(parser) -> None:
+    group = parser.add_argument_group("calibration")
+    group.add_argument("--num-samples", type=int, default=32, help="calibration samples (default 32)")
+    group.add_argument("--inference-steps", type=int, default=20, help="denoising steps per sample (default 20)")
+    group.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed + i")
+    group.add_argument(
+        "--prompts",
+        help="text-to-image: prompt file, one per line (default: the model folder's "
+        "calibration_prompts.txt, else assets/prompts/calibration.txt)",
+    )
+    group.add_argument("--guidance-scale", type=float, default=None, help="text-to-image guidance (default 7.5)")
+    group.add_argument(
+        "--images",
+        help="folder of training images (+ captions.txt for text-to-image) for loss-based "
+        "criteria and distillation; default: data-free (the original's own samples)",
+    )
+
+
+def register(subparsers) -> None:
+    from diffprune.criteria import available_criteria
+
+    criteria = available_criteria()
+    parser = subparsers.add_parser(
+        "prune",
+        help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
+        description=f"Criteria (--criterion): {', '.join(criteria)}.",
+    )
+    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument(
+        "--criterion",
+        "--method",
+        dest="criterion",
+        default="ld-pruner",
+        choices=criteria,
+        metavar="CRITERION",
+        help=f"scoring criterion: {', '.join(criteria)} (default ld-pruner)",
+    )
+    parser.add_argument(
+        "--criterion-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow)",
+    )
+    budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
+    budget.add_argument("--keep-macs", type=float, help="fraction of UNet MACs to keep")
+    budget.add_argument("--keep-params", type=float, help="fraction of UNet parameters to keep")
+    budget.add_argument("--num-units", type=int, help="number of units to remove")
+    parser.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
+    parser.add_argument(
+        "--kinds",
+        help="comma-separated unit kinds that may be removed (default: all; `diffprune units MODEL` lists them)",
+    )
+    parser.add_argument(
+        "--ranking",
+        default="score",
+        choices=["score", "score-per-cost"],
+        help="remove lowest scores first (default), or lowest score per MAC/param saved first",
+    )
+    parser.add_argument("--variants-per-batch", type=int, default=8, help="candidates scored together in one batch")
+    parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
+    add_calibration_arguments(parser)
+    add_device_options(
+        parser, dtype_help="precision of scoring (default: the model's own); the saved cut keeps the model's precision"
+    )
+    parser.set_defaults(run=run)
+
+
+def criterion_from_args(args):
+    from diffprune.criteria import get_criterion, parse_option_values
+
+    return get_criterion(args.criterion, **parse_option_values(args.criterion, args.criterion_option))
+
+
+def budget_from_args(args):
+    from diffprune.pruning.selection import Budget
+
+    if args.keep_macs is None and args.keep_params is None and args.num_units is None:
+        return Budget(keep_macs=0.7)
+    return Budget(keep_macs=args.keep_macs, keep_params=args.keep_params, num_units=args.num_units)
+
+
+def kinds_filter(kinds: str | None):
+    """--kinds a,b -> a unit filter that keeps units of those kinds (None: every unit)."""
+    if not kinds:
+        return None
+    from diffprune.structure.units import UNIT_KINDS
+
+    wanted = set(kinds.split(","))
+    unknown = wanted - set(UNIT_KINDS)
+    if unknown:
+        raise DiffpruneError(
+            f"unknown unit kind {', '.join(sorted(unknown))} in --kinds; kinds: {', '.join(UNIT_KINDS)}"
+        )
+    return lambda unit: unit.kind in wanted
+
+
+def calibration_from_args(args, pipeline):
+    from diffprune.models.adapters import CalibrationSettings
+    from diffprune.models.prompts import default_prompts, read_prompts
+
+    prompts = read_prompts(args.prompts) if args.prompts else default_prompts(pipeline)
+    return CalibrationSettings(
+        num_samples=args.num_samples,
+        num_inference_steps=args.inference_steps,
+        seed=args.seed,
+        prompts=prompts,
+        guidance_scale=args.guidance_scale,
+        images=args.images,
+    )
+
+
+def run(args) -> int:
+    from diffprune.models.loading import load_pipeline
+    from diffprune.outputs import check_new_output
+    from diffprune.pruning.prune import WORK_FOLDER, prune
+
+    device, _ = device_and_dtype_from_args(args)
+    out = check_new_output(args.out, allowed=(WORK_FOLDER,))
+    pipeline = load_pipeline(args.model, device=device)
+    result = prune(
+        pipeline,
+        criterion_from_args(args),
+        budget_from_args(args),
+        unit_filter=kinds_filter(args.kinds),
+        rounds=args.rounds,
+        calibration=calibration_from_args(args, pipeline),
+        work_dir=Path(out) / WORK_FOLDER,
+        variants_per_batch=args.variants_per_batch,
+        ranking=args.ranking,
+        source=args.model,
+        dtype=args.dtype,
+    )
+    result.save(out)
+    from diffprune.distributed import is_main_process
+
+    if is_main_process():
+        print_summary(result.report)
+        print(f"saved to {out} (pipeline, pruning_report.json, README.md, scores.png)")
+    return 0
+
+
+def print_summary(report: dict) -> None:
+    before, after = report["totals_before"], report["totals_after"]
+    print(f"removed {len(report['removed_units'])} units ({report['budget']}):")
+    for name in report["removed_units"]:
+        print(f"  - {name}")
+    print(f"UNet params: {before['params']:,} -> {after['params']:,} ({after['params'] / before['params']:.1%})")
+    print(f"UNet MACs:   {before['macs']:,} -> {after['macs']:,} ({after['macs'] / before['macs']:.1%})")

@@ -1,0 +1,35 @@
+"""`diffprune units MODEL`: the prunable units of a pipeline's UNet with their costs."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("units", help="list the prunable units of a pipeline's UNet")
+    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import json
+
+    from diffprune.models.loading import load_pipeline
+    from diffprune.structure.costs import count_macs
+    from diffprune.structure.units import find_units
+
+    pipeline = load_pipeline(args.model)
+    units = find_units(pipeline.unet)
+    total = count_macs(pipeline.unet)
+    rows = [
+        {"name": u.name, "kind": u.kind, "params": u.params, "macs": u.macs, "macs_share": u.macs / total}
+        for u in units
+    ]
+    if args.json:
+        print(json.dumps({"total_macs": total, "units": rows}, indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows) if rows else 4
+    print(f"{'name':<{width}}  {'kind':<17} {'params':>12} {'MACs %':>7}")
+    for row in rows:
+        print(f"{row['name']:<{width}}  {row['kind']:<17} {row['params']:>12,} {100 * row['macs_share']:>6.2f}%")
+    print(f"{len(rows)} units; UNet forward: {total:,} MACs at sample size, batch 1")
+    return 0

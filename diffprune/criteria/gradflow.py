@@ -1,0 +1,215 @@
+"""Gradient-flow soft masks (after Wan et al., "Pruning for Sparse Diffusion Models based on Gradient
+Flow", ICASSP 2025), on diffprune's gates.
+
+Each candidate unit's gate becomes a continuous mask m in [0, 1]. Unmarked masks follow the gradient flow
+of the energy
+    E(m) = L_denoise(m) + lambda * relu(C(m) / C_total - keep)^2
+(projected gradient descent, step size eta), where C(m) is the expected cost (MACs or params) of the masked
+model. Pruning is progressive and soft: at each of K stages, units are marked by the gradient-flow
+criterion and their masks decay to 0 along a cosine ramp instead of dropping at once. The criterion is
+the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u goes to 0:
+    dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u,  a Hessian-gradient product through the gates,
+and units whose removal leaves the gradient flow most intact (smallest |dG_u|) are marked first; we rank
+by magnitude because a removal that raises the gradient norm disturbs training as much as one that
+lowers it, and so that a unit with no effect (dG_u = 0) is always the safest. The score handed to the
+shared selection is the area under the unit's mask over the schedule (early-marked units score lowest),
+ties broken by the marking criterion. Weights are frozen by
+default; with train_weights they are trained jointly on a copy, which the pruned model then inherits.
+See docs/methods.md for the equations as implemented.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
+
+from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
+from diffprune.module_state import preserved
+from diffprune.outputs import write_json_atomically
+from diffprune.pruning.selection import Budget, select_units, unit_cost
+from diffprune.structure.gates import gated, removal_values
+
+
+def exclusive_costs(units, cost: str) -> torch.Tensor:
+    """Each unit's cost minus that of the units directly nested in it (so nested costs are not counted twice)."""
+    values = []
+    for unit in units:
+        children = [
+            other
+            for other in units
+            if unit.contains(other) and not any(unit.contains(mid) and mid.contains(other) for mid in units)
+        ]
+        values.append(unit_cost(unit, cost) - sum(unit_cost(child, cost) for child in children))
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def ancestor_matrix(units) -> torch.Tensor:
+    """A[u, a] = 1 when a is u itself or contains u: the effective mask of u is prod_a m_a^A[u, a]."""
+    return torch.tensor([[1.0 if a is u or a.contains(u) else 0.0 for a in units] for u in units])
+
+
+@register("gradflow")
+@dataclass
+class GradFlow(Criterion):
+    splits_across_processes: ClassVar[bool] = False  # one joint optimisation over all masks
+    uses_budget: ClassVar[bool] = True
+
+    steps: int = 60
+    stages: int = 3
+    learning_rate: float = 0.05
+    penalty: float = 10.0
+    batch_size: int = 8
+    criterion_batches: int = 2
+    train_weights: bool = False
+    weight_learning_rate: float = 1e-5
+    checkpoint_every: int = field(default=10, metadata=SCORE_NEUTRAL)
+
+    # -- the energy -------------------------------------------------------------------------------
+    def _expected_cost_fraction(self, masks, units, cost: str, total: float) -> torch.Tensor:
+        effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
+        return (total - (self._exclusive * (1 - effective)).sum()) / total
+
+    def _energy(self, context, unet, masks, batch, units, budget, total):
+        clean, indices, generator = batch
+        loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+        if budget.num_units is not None:
+            return loss, loss
+        excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
+        return loss + self.penalty * excess.square().to(loss.dtype), loss
+
+    # -- the marking criterion --------------------------------------------------------------------
+    def gradient_flow_scores(self, context, unet, masks, free: list[int], batches) -> torch.Tensor:
+        """|m_u * dG/dm_u| for every unit: the estimated change of the gradient norm if m_u went to 0."""
+        total = torch.zeros(masks.shape[0], dtype=torch.float64)
+        with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
+            for clean, indices, generator in batches:
+                loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+                (gradient,) = torch.autograd.grad(loss, masks, create_graph=True)
+                norm = gradient[free].square().sum()
+                (flow,) = torch.autograd.grad(norm, masks)
+                total += (masks.detach() * flow).double().cpu()
+        return (total / max(len(batches), 1)).abs()
+
+    # -- the progressive soft pruning -----------------------------------------------------------
+    def score_pending(self, context, pending, removed, round_index) -> None:
+        with preserved(context.unet):  # the weights are frozen below; the caller's flags come back after
+            self._soft_prune(context, pending, removed, round_index)
+
+    def _soft_prune(self, context, pending, removed, round_index) -> None:
+        units = context.units
+        budget = context.budget or Budget(keep_macs=0.7)
+        total = float(context.total_costs.get(budget.cost) or sum(unit_cost(u, budget.cost) for u in units))
+        self._exclusive = exclusive_costs(units, budget.cost)
+        self._ancestors = ancestor_matrix(units).double()
+        index = {unit.name: i for i, unit in enumerate(units)}
+        candidates = [index[u.name] for u in pending]
+
+        unet = context.unet
+        if self.train_weights:
+            unet = copy.deepcopy(unet).train().requires_grad_(True)  # every weight trains, however the input was
+            context.cache["trained_unet"] = unet
+        else:
+            unet.requires_grad_(False)
+        weight_optimizer = (
+            torch.optim.AdamW([p for p in unet.parameters()], lr=self.weight_learning_rate)
+            if self.train_weights
+            else None
+        )
+        masks = torch.nn.Parameter(removal_values(units, {u.name for u in removed}))
+        state = self._load_state(context, round_index) or {
+            "step": 0,
+            "marked": {},
+            "masks": masks.tolist(),
+            "area": [0.0] * len(units),
+            "flow_at_marking": {},
+        }
+        with torch.no_grad():
+            masks.copy_(torch.tensor(state["masks"]))
+        marked: dict[str, int] = state["marked"]  # unit name -> step at which it was marked
+        area = torch.tensor(state["area"], dtype=torch.float64)  # running sum of each mask over the steps
+        flow_at_marking: dict[str, float] = state["flow_at_marking"]
+        stage_steps = [stage * self.steps // self.stages for stage in range(self.stages)]
+        decay_steps = max(1, self.steps // self.stages)
+        batches = list(context.loss_batches(self.steps + self.criterion_batches, self.batch_size, seed=round_index))
+
+        with gated(unet, units, masks):
+            progress = tqdm(range(state["step"], self.steps), desc="gradflow", disable=not context.show_progress)
+            for step in progress:
+                if step in stage_steps:
+                    stage = stage_steps.index(step)
+                    free = [i for i in candidates if units[i].name not in marked]
+                    flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
+                    already = [units[index[name]] for name in marked] + list(removed)
+                    newly = select_units(
+                        [units[i] for i in candidates] + list(removed),
+                        {units[i].name: float(flow[i]) for i in free},
+                        budget,
+                        int(total),
+                        already,
+                        target_fraction_removed=(stage + 1) / self.stages,
+                    )
+                    marked.update({unit.name: step for unit in newly})
+                    flow_at_marking.update({unit.name: float(flow[index[unit.name]]) for unit in newly})
+                energy, loss = self._energy(context, unet, masks, batches[step], units, budget, total)
+                parameters = [masks] + ([p for p in unet.parameters()] if self.train_weights else [])
+                gradients = torch.autograd.grad(energy, parameters, allow_unused=True)
+                with torch.no_grad():
+                    free = [i for i in candidates if units[i].name not in marked]
+                    masks[free] = (masks[free] - self.learning_rate * gradients[0][free]).clamp(0, 1)
+                    for name, start in marked.items():
+                        progress_in_decay = min(1.0, (step + 1 - start) / decay_steps)
+                        masks[index[name]] = min(
+                            float(masks[index[name]]), 0.5 * (1 + math.cos(math.pi * progress_in_decay))
+                        )
+                if weight_optimizer is not None:
+                    for parameter, gradient in zip(parameters[1:], gradients[1:], strict=True):
+                        parameter.grad = gradient
+                    weight_optimizer.step()
+                    weight_optimizer.zero_grad(set_to_none=True)
+                area += masks.detach().double().cpu()
+                progress.set_postfix(loss=f"{float(loss.detach()):.4f}", marked=len(marked))
+                if (step + 1) % self.checkpoint_every == 0:
+                    self._save_state(
+                        context,
+                        round_index,
+                        {
+                            "step": step + 1,
+                            "marked": marked,
+                            "masks": masks.tolist(),
+                            "area": area.tolist(),
+                            "flow_at_marking": flow_at_marking,
+                        },
+                    )
+        with torch.no_grad():
+            for name in marked:
+                masks[index[name]] = 0.0
+        context.cache["gradflow_masks"] = {unit.name: float(masks.detach()[i]) for i, unit in enumerate(units)}
+        largest_flow = max(flow_at_marking.values(), default=0.0) or 1.0
+        scores = {}
+        for unit in pending:
+            tie_break = 1e-3 * flow_at_marking.get(unit.name, largest_flow) / largest_flow
+            scores[unit.name] = float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
+        context.store.put_many(round_index, scores)
+
+    # -- resume -----------------------------------------------------------------------------------
+    def _state_path(self, context):
+        return context.work_folder / "gradflow_state.json" if context.work_folder else None
+
+    def _save_state(self, context, round_index, state: dict) -> None:
+        path = self._state_path(context)
+        if path and not self.train_weights:  # trained weights are not checkpointed; such runs restart
+            write_json_atomically(path, {"round": round_index, **state})
+
+    def _load_state(self, context, round_index):
+        path = self._state_path(context)
+        if not path or not path.exists() or self.train_weights:
+            return None
+        state = json.loads(path.read_text())
+        return state if state.get("round") == round_index else None

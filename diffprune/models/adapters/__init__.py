@@ -1,0 +1,22 @@
+"""Task adapters: the only code that knows a pipeline family (text-to-image, unconditional image, audio).
+
+`adapter_for(pipeline, settings)` picks one by the pipeline's family (generation.pipeline_family, judged by
+its components, not by a table of pipeline names).
+"""
+
+from diffprune.models.adapters.base import CalibrationSettings, TaskAdapter
+from diffprune.models.adapters.text_conditioned import TextConditionedAdapter
+from diffprune.models.adapters.unconditional import UnconditionalAdapter
+
+
+def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
+    from diffprune.models.generation import takes_prompts
+    from diffprune.models.loading import check_has_unet
+
+    check_has_unet(pipeline)
+    settings = settings or CalibrationSettings()
+    adapter_class = TextConditionedAdapter if takes_prompts(pipeline) else UnconditionalAdapter
+    return adapter_class(pipeline, settings)
+
+
+__all__ = ["CalibrationSettings", "TaskAdapter", "adapter_for"]

@@ -1,0 +1,151 @@
+"""What every task adapter offers the criteria: final latents of a calibration set, and a denoising loss."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from diffprune.errors import DiffpruneError
+from diffprune.models.training_noise import TrainingNoise
+
+
+@dataclass
+class CalibrationSettings:
+    """The calibration set: which samples are drawn, how, and how many at a time."""
+
+    num_samples: int = 32
+    num_inference_steps: int = 20
+    seed: int = 0
+    prompts: list[str] | None = None  # text-to-image: one prompt per sample, cycled
+    guidance_scale: float | None = None  # None: the pipeline's own default
+    max_batch: int = 64  # samples x variants per UNet call, to bound memory
+    show_progress: bool = True
+    images: str | None = None  # training images (+ captions) for loss-based criteria and distillation
+
+    def __post_init__(self):
+        if self.num_samples < 2:
+            raise DiffpruneError("calibration needs at least 2 samples (std over samples); raise `num_samples`")
+        if self.num_inference_steps < 1:
+            raise DiffpruneError("`num_inference_steps` must be at least 1")
+
+    def as_dict(self) -> dict:
+        return {
+            "num_samples": self.num_samples,
+            "num_inference_steps": self.num_inference_steps,
+            "seed": self.seed,
+            "prompts": self.prompts,
+            "guidance_scale": self.guidance_scale,
+            "images": self.images,
+        }
+
+
+class TaskAdapter(ABC):
+    """Generates final latents (before VAE/VQ decoding; final samples for pixel models) and denoising losses.
+
+    Calibration samples through the pipeline's own call (generation.final_latents): its scheduler, clipping,
+    guidance and initial noise, exactly what users draw. Each sample has its own seeded generator, so every
+    variant of sample j starts from the same noise (and, for stochastic samplers, sees the same step noise):
+    "how far did the final latents move" is then a property of the model, not of the random draw.
+    """
+
+    def __init__(self, pipeline, settings: CalibrationSettings):
+        from diffprune.models.generation import pipeline_family
+
+        self.pipeline = pipeline
+        self.settings = settings
+        self.unet = pipeline.unet
+        self.family = pipeline_family(pipeline)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @cached_property
+    def training_noise(self) -> TrainingNoise:
+        """How the model was trained to denoise (built on first use: LD-Pruner never needs it)."""
+        return TrainingNoise.for_pipeline(self.pipeline)
+
+    def user_latents(self) -> torch.Tensor | None:
+        """Clean latents of the user's training images (settings.images), or None for data-free training."""
+        if self.settings.images is None:
+            return None
+        from diffprune.models.training_data import encode_images, image_files
+
+        return encode_images(self.pipeline, image_files(self.settings.images)[: self.settings.num_samples])
+
+    def seeds(self) -> list[int]:
+        return [self.settings.seed + index for index in range(self.settings.num_samples)]
+
+    def chunks(self, variants: int) -> list[tuple[int, int]]:
+        """Sample ranges so that samples x variants stays within max_batch."""
+        per_chunk = max(1, self.settings.max_batch // variants)
+        total = self.settings.num_samples
+        return [(start, min(start + per_chunk, total)) for start in range(0, total, per_chunk)]
+
+    def final_latents(self, variants: int = 1, description: str | None = None) -> torch.Tensor:
+        """[num_samples, variants, ...]: every variant starts from the same noise for the same sample.
+
+        Callers install gates with `variants` values per unit; the batch is laid out sample-major
+        (sample j, variant v at j * variants + v), which is how the gates tile their values.
+        """
+        outputs = []
+        chunks = self.chunks(variants)
+        progress = tqdm(
+            chunks, desc=description, disable=not (description and self.settings.show_progress), leave=False
+        )
+        with torch.no_grad(), self.quiet_pipeline():
+            for start, stop in progress:
+                latents = self._generate(range(start, stop), variants)
+                outputs.append(latents.reshape(stop - start, variants, *latents.shape[1:]).float().cpu())
+        latents = torch.cat(outputs)
+        if not torch.isfinite(latents).all():
+            raise DiffpruneError("the model produced NaN or infinite latents; check the weights, dtype (try fp32)")
+        return latents
+
+    @contextmanager
+    def quiet_pipeline(self):
+        """Our own bar counts variants; the pipeline's per-step bar would repeat for every batch."""
+        saved = dict(getattr(self.pipeline, "_progress_bar_config", {}))
+        self.pipeline.set_progress_bar_config(disable=True)
+        try:
+            yield
+        finally:
+            self.pipeline._progress_bar_config = saved
+
+    def prompts_for(self, sample_indices) -> list[str] | None:
+        """One prompt per calibration sample (text families), None for unconditional ones."""
+        return None
+
+    def _generate(self, sample_indices: range, variants: int) -> torch.Tensor:
+        """Final latents [len(sample_indices) * variants, ...], sample-major."""
+        from diffprune.models.generation import final_latents
+
+        seeds = self.seeds()
+        generators = [torch.Generator().manual_seed(seeds[i]) for i in sample_indices for _ in range(variants)]
+        prompts = self.prompts_for(sample_indices)
+        if prompts is not None:
+            prompts = [prompt for prompt in prompts for _ in range(variants)]
+        return final_latents(
+            self.pipeline, prompts, generators, self.settings.num_inference_steps, self.settings.guidance_scale
+        )
+
+    @abstractmethod
+    def conditioning(self, sample_indices) -> dict:
+        """Keyword arguments for the UNet besides sample and timestep, for these calibration samples."""
+
+    def denoising_loss(
+        self, unet, clean: torch.Tensor, sample_indices, generator: torch.Generator, reduction: str = "mean"
+    ) -> torch.Tensor:
+        """The diffusion training loss of `unet` on clean latents: noise them at random timesteps and compare
+        the prediction with its target, the way the model was trained (training_noise.py)."""
+        batch = self.training_noise.draw(clean, generator)
+        prediction = unet(batch.noisy, batch.timesteps, **self.conditioning(sample_indices)).sample
+        target = batch.target
+        loss = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
+        return loss.mean() if reduction == "mean" else loss

@@ -1,0 +1,44 @@
+"""New pipelines from old ones without changing them: the same components with the UNet (or others) swapped,
+or converted to another precision."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from diffprune.devices import converted_copy, placement_of
+
+
+def with_unet(pipeline, unet):
+    """A new pipeline of the same class sharing every component but the UNet (the input is left untouched)."""
+    return with_components(pipeline, {"unet": unet})
+
+
+def with_components(pipeline, replacements: dict):
+    """A new pipeline of the same class sharing every component but `replacements` ({name: component}).
+
+    Init flags that live in the pipeline's config (requires_safety_checker) are passed on, so rebuilding a
+    Stable Diffusion pipeline without a safety checker neither warns nor changes what is saved.
+    """
+    accepted = inspect.signature(type(pipeline).__init__).parameters
+    flags = {k: v for k, v in dict(pipeline.config).items() if k in accepted and k not in pipeline.components}
+    rebuilt = type(pipeline)(**{**pipeline.components, **flags, **replacements})
+    rebuilt.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
+    return rebuilt
+
+
+def pipeline_in_dtype(pipeline, dtype: torch.dtype | None):
+    """`pipeline` itself when it already runs in `dtype` (or dtype is None), else a new pipeline of the same
+    class whose model components are converted copies: the caller's pipeline is never changed in place."""
+    if dtype is None or placement_of(pipeline.unet).dtype == dtype:
+        return pipeline
+    converted = {
+        name: converted_copy(component, dtype)
+        for name, component in pipeline.components.items()
+        if isinstance(component, torch.nn.Module)
+    }
+    converted_pipeline = with_components(pipeline, converted)
+    # Same source folder: default calibration prompts and labels are read from it.
+    converted_pipeline.register_to_config(_name_or_path=getattr(pipeline.config, "_name_or_path", None))
+    return converted_pipeline

@@ -1,0 +1,139 @@
+"""Human-readable outputs of a pruning run: a model card (README.md) and a chart of the scores (PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diffprune.models.saved_cuts import MODEL_CARD_FILE, REPORT_FILE, removed_unit_names
+
+
+def write_score_chart(report: dict, path: Path) -> Path | None:
+    """Horizontal bars of every scored unit, removed ones highlighted; None if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = sorted((u for u in report["units"] if u["score"] is not None), key=lambda u: u["score"])
+    if not rows:
+        return None
+    height = max(3.0, 0.22 * len(rows) + 1.2)
+    figure, axes = plt.subplots(figsize=(9, height))
+    colors = ["#d62728" if u["removed"] else "#1f77b4" for u in rows]
+    axes.barh([u["name"] for u in rows], [u["score"] for u in rows], color=colors)
+    axes.invert_yaxis()
+    axes.set_xlabel(f"{report['settings']['criterion']} score (lower = safer to remove)")
+    axes.set_title(f"Unit scores; red = removed ({report['budget']})")
+    axes.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_model_card(report: dict, path: Path, chart_name: str | None = None, stock_classes: bool = False) -> None:
+    """stock_classes: the folder's UNet is saved as a stock diffusers class (see models.saved_cuts.save_pipeline)."""
+    before, after = report["totals_before"], report["totals_after"]
+    lines = [
+        f"# Pruned {report['pipeline_class']}",
+        "",
+        f"Pruned from `{report['source']}` with diffprune {report['diffprune_version']}, criterion "
+        f"`{report['settings']['criterion']}` {report['settings']['criterion_settings'] or ''}, budget: {report['budget']}, rounds: {report['settings']['rounds']}.",
+        "",
+        "| | before | after | kept |",
+        "|---|---:|---:|---:|",
+        f"| UNet parameters | {before['params']:,} | {after['params']:,} | {after['params'] / before['params']:.1%} |",
+        f"| UNet MACs (one forward, batch 1) | {before['macs']:,} | {after['macs']:,} | {after['macs'] / before['macs']:.1%} |",
+        "",
+        "MACs are measured on the cut model with torch.utils.flop_counter.",
+        "",
+        "## Load it",
+        "",
+        *load_instructions(stock_classes),
+        "",
+        f"## Removed units ({len(report['removed_units'])})",
+        "",
+        "| unit | kind | params | MACs | score |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for unit in report["units"]:
+        if unit["removed"]:
+            lines.append(
+                f"| `{unit['name']}` | {unit['kind']} | {unit['params']:,} | {unit['macs']:,} | {unit['score']:.4g} |"
+            )
+    if chart_name:
+        lines += ["", "## Scores", "", f"![unit scores]({chart_name})"]
+    lines += [
+        "",
+        "Calibration: " + ", ".join(f"{k}={v}" for k, v in report["settings"]["calibration"].items() if k != "prompts"),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def load_instructions(stock_classes: bool) -> list[str]:
+    """The model card's "Load it" lines (Markdown), for a folder saved by `save_pipeline`."""
+    if stock_classes:
+        return [
+            "The removed units are expressed in a stock diffusers config, so stock diffusers loads it:",
+            "",
+            "```python",
+            "from diffusers import DiffusionPipeline, UNet2DConditionModel",
+            'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder")',
+            'unet = UNet2DConditionModel.from_pretrained("path/to/this/folder", subfolder="unet")',
+            "```",
+        ]
+    return [
+        "The UNet ships its code (`unet/diffprune.py`), so diffusers loads it without diffprune:",
+        "",
+        "```python",
+        "from diffusers import AutoModel, DiffusionPipeline",
+        'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder", trust_remote_code=True)',
+        'unet = AutoModel.from_pretrained("path/to/this/folder", subfolder="unet", trust_remote_code=True)',
+        "",
+        "import diffprune  # or, with diffprune installed, without running the folder's code:",
+        'pipe = diffprune.load_pipeline("path/to/this/folder")',
+        "```",
+        "",
+        "A stock UNet class refuses this folder with these instructions (it would build the full model).",
+    ]
+
+
+def write_removed_units_record(source: str | Path, pruned_unet, folder: Path, stock_classes: bool) -> None:
+    """Keep the plain-words list of removed units when a command rewrites a pruned folder (distill, export): the
+    source's pruning_report.json and score chart with a model card that says how this folder loads, or, for a
+    cut saved by hand (no report), a report and card made from its config."""
+    source = Path(source)
+    if (source / REPORT_FILE).is_file():
+        report = json.loads((source / REPORT_FILE).read_text())
+        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        chart = source / "scores.png"
+        if chart.is_file():
+            (folder / chart.name).write_bytes(chart.read_bytes())
+        write_model_card(
+            report,
+            folder / MODEL_CARD_FILE,
+            chart_name=chart.name if chart.is_file() else None,
+            stock_classes=stock_classes,
+        )
+        return
+    names = removed_unit_names(pruned_unet)
+    if not names:
+        return
+    (folder / REPORT_FILE).write_text(json.dumps({"removed_units": names}, indent=2) + "\n")
+    lines = [
+        f"# Pruned UNet ({len(names)} units removed)",
+        "",
+        "## Load it",
+        "",
+        *load_instructions(stock_classes),
+        "",
+        "## Removed units",
+        "",
+        *(f"- `{name}`" for name in names),
+        "",
+    ]
+    (folder / MODEL_CARD_FILE).write_text("\n".join(lines))

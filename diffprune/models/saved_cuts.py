@@ -1,0 +1,76 @@
+"""The Pruned* classes (defined in removal.py) and how a cut is saved and loaded so that it loads plainly.
+
+How a saved pipeline folder loads (diffusers 0.42 resolves a model_index.json entry [library, class] to the
+file `<component>/<library>.py` when it exists, and needs trust_remote_code=True to run it):
+
+* removed set expressible in a stock config (a whole mid block, all attention of a block): the UNet is saved
+  as the stock class (export.py), so plain `from_pretrained` of any kind loads it exactly, with no flag;
+* otherwise the UNet is saved as ["diffprune", "Pruned..."] with `unet/diffprune.py` (a copy of removal.py),
+  an `auto_map` for AutoModel, and an entry that makes stock classes fail with loading instructions instead of
+  silently building the full model. diffprune's own loader passes the UNet built by its classes, so it never
+  runs a folder's copy of the code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diffprune.errors import DiffpruneError
+from diffprune.structure.removal import (
+    LOAD_HINT,
+    MODULE_NAME,
+    PRUNED_CLASSES,
+)
+
+REPORT_FILE = "pruning_report.json"
+MODEL_CARD_FILE = "README.md"
+
+
+def removed_unit_names(unet) -> list[str]:
+    return list((unet.config.get("removed_units") or {}).keys())
+
+
+def in_saved_form(pipeline):
+    """The pipeline as it is saved: with a stock UNet where a stock config expresses the cut, else unchanged."""
+    from diffprune.models.components import with_unet
+    from diffprune.structure.export import PLAIN_CLASSES, export_plain, plain_config
+
+    # AudioLDM2's UNet has no stock class diffusers could load by that config alone.
+    if not removed_unit_names(pipeline.unet) or type(pipeline.unet).__name__ not in PLAIN_CLASSES:
+        return pipeline
+    try:
+        plain_config(pipeline.unet)
+    except DiffpruneError:
+        return pipeline
+    return with_unet(pipeline, export_plain(pipeline.unet))
+
+
+def save_pipeline(pipeline, folder: Path) -> bool:
+    """save_pretrained in the form that loads most plainly (see the module docstring); True if every component
+    is a stock class."""
+    saved = in_saved_form(pipeline)
+    saved.save_pretrained(folder, safe_serialization=True)
+    if not removed_unit_names(saved.unet):
+        return True
+    # AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True) reads model_index.json, not
+    # unet/config.json, to decide whether the folder has code (diffusers 0.42 auto_model.py).
+    index_path = Path(folder) / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["auto_map"] = {"AutoModel": f"{MODULE_NAME}.{type(saved.unet).__name__}"}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return False
+
+
+def pruned_components(location: str, torch_dtype=None) -> dict:
+    """{"unet": the cut, built by diffprune's own class} when `location`'s model_index.json names a diffprune
+    class, else {}: passed to DiffusionPipeline.from_pretrained, it loads without running the folder's code."""
+    from diffusers import DiffusionPipeline
+
+    entry = DiffusionPipeline.load_config(location).get("unet")
+    if not entry or entry[0] != MODULE_NAME:
+        return {}
+    classes = {cls.__name__: cls for cls in PRUNED_CLASSES.values()}
+    if entry[1] not in classes:
+        raise DiffpruneError(f"{location} names an unknown diffprune class {entry[1]}; {LOAD_HINT}")
+    return {"unet": classes[entry[1]].from_pretrained(location, subfolder="unet", torch_dtype=torch_dtype)}

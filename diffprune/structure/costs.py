@@ -1,0 +1,106 @@
+"""What a UNet costs: parameters, multiply-accumulates (MACs) of one forward, and measured latency.
+
+MACs come from torch.utils.flop_counter (FLOPs / 2), per module. PyTorch registers no formula for the CPU
+flash-attention kernel that scaled_dot_product_attention dispatches to, so we add one (the same formula
+PyTorch uses for the CUDA kernels); otherwise attention would be free on CPU and missing from the budget.
+Inputs given by a caller are put on the model's device and dtype first (devices.place), so costs of a CUDA or
+bf16 model can be counted with the same inputs as those of a CPU fp32 one.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch.utils import flop_counter
+from torch.utils.benchmark import Timer
+
+from diffprune.devices import place
+from diffprune.structure.unet_inputs import example_inputs
+
+
+def _custom_flop_formulas() -> dict:
+    formulas = {}
+    cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_flash is not None and cpu_flash not in flop_counter.flop_registry:
+        # flop_counter hands formulas the op's inputs' shapes; sdpa_flop_count expects (q, k, v) shapes.
+        formulas[cpu_flash] = lambda q, k, v, *a, out_shape=None, **kw: flop_counter.sdpa_flop_count(q, k, v)
+    return formulas
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
+    """MACs of one forward per module path ('' is the whole model)."""
+    inputs = place(inputs, unet) if inputs else example_inputs(unet)
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_custom_flop_formulas())
+    with torch.no_grad(), counter:
+        unet(**inputs)
+    root = type(unet).__name__
+    result = {}
+    for path, counts in counter.get_flop_counts().items():
+        if path == "Global":
+            continue
+        name = "" if path == root else path.removeprefix(root + ".")
+        result[name] = sum(counts.values()) // 2
+    return result
+
+
+def count_macs(unet: torch.nn.Module, inputs: dict | None = None) -> int:
+    """MACs of one UNet forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
+    return macs_by_module(unet, inputs).get("", 0)
+
+
+def pipeline_cost_inputs(pipeline) -> dict:
+    """One UNet forward as the pipeline makes it (its tokenizer's length for text models), batch 1."""
+    return example_inputs(pipeline.unet, 1, text_length=text_length(pipeline))
+
+
+def text_length(pipeline) -> int | None:
+    """The encoder sequence length the pipeline feeds its UNet (its tokenizer's), or None when it has none."""
+    tokenizer = getattr(pipeline, "tokenizer", None)
+    length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    return length if isinstance(length, int) and 0 < length < 10_000 else None
+
+
+# On a GPU one forward takes milliseconds and the launch queue, clocks and allocator vary run to run, so the
+# median needs many runs; on a CPU one SD-sized forward takes seconds and a few runs suffice.
+DEFAULT_RUNS = {"cuda": 20, "cpu": 5}
+DEFAULT_WARMUP = {"cuda": 5, "cpu": 2}
+
+
+def measure_latency(
+    function, warmup: int | None = None, runs: int | None = None, device: str | torch.device = "cpu"
+) -> dict:
+    """Median and interquartile range of `function()` wall time over `runs` calls after `warmup` calls
+    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU).
+
+    torch.utils.benchmark's Timer synchronises the GPU before reading the clock, and we synchronise after the
+    warm-up too, so each time covers the GPU work of that call and nothing queued before it.
+    """
+    device = torch.device(device)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
+    runs = DEFAULT_RUNS[kind] if runs is None else runs
+    for _ in range(warmup):
+        function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = Timer(stmt="function()", globals={"function": function})
+    times_ms = [timer.timeit(number=1).median * 1000 for _ in range(runs)]
+    quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
+    report = {
+        "median_ms": statistics.median(times_ms),
+        "iqr_ms": quartiles[2] - quartiles[0],
+        "min_ms": min(times_ms),
+        "max_ms": max(times_ms),
+        "runs": runs,
+        "warmup": warmup,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        report["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return report

@@ -1,0 +1,152 @@
+"""Removing units from diffusers UNets, and the Pruned* classes whose config records the removed units.
+
+This file imports only the standard library, torch and diffusers, on purpose: every saved cut carries a verbatim
+copy of it as `unet/diffprune.py`, so `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` and
+`AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True)` rebuild the cut on a machine
+without diffprune. diffprune runs this same file (structure/surgery.py and models/saved_cuts.py import from it), so the
+shipped code cannot drift from the library's.
+
+A removed residual block becomes `Bypass` (returns its input in the container its callers expect); a removed
+sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual). Neither has parameters.
+`PrunedUNet2DConditionModel(**config, removed_units={name: gate_form})` builds the original architecture and
+applies the removal, so a cut is described by data (its config) and reloads through `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
+from torch import nn
+
+# The gate form of a sub-layer whose parent adds its output to a residual; configs store gate forms as strings
+# (equal to diffprune.structure.units.RESIDUAL_BRANCH, which a test checks).
+RESIDUAL_BRANCH = "branch"
+# model_index.json names the library "diffprune", and diffusers looks for a component's code in
+# `<component>/<library>.py`; so this is also the file name a saved cut carries.
+MODULE_NAME = "diffprune"
+CODE_FILE = f"{MODULE_NAME}.py"
+LOAD_HINT = (
+    "load it with diffusers.AutoModel.from_pretrained(FOLDER, subfolder='unet', trust_remote_code=True), "
+    "DiffusionPipeline.from_pretrained(FOLDER, trust_remote_code=True) or, with diffprune installed, "
+    "diffprune.load_pipeline(FOLDER)"
+)
+# A stock class reading a cut's config.json would ignore `removed_units` and build the FULL model with the
+# removed units "newly initialized" (diffusers only warns). The one config entry every diffusers model validates
+# before building anything, with the value quoted in the error, is `quantization_config.quant_method`; so a cut
+# writes its loading instructions there, and the Pruned* classes drop the entry again when they read the config.
+STOCK_CLASS_STOP = "quantization_config"
+STOCK_CLASS_MESSAGE = f"none (this UNet was cut by diffprune: its config lists removed_units; {LOAD_HINT})"
+
+
+class Bypass(nn.Module):
+    """Stands in for a removed residual block: the output is the block's main input."""
+
+    def __init__(self, returns_container: bool):
+        super().__init__()
+        # Modules with a `return_dict` argument (Transformer2DModel) return a container; plain blocks a tensor.
+        self.returns_container = returns_container
+
+    def forward(self, hidden_states, *args, **kwargs):
+        if not self.returns_container:
+            return hidden_states
+        if not kwargs.get("return_dict", True):
+            return (hidden_states,)
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        return Transformer2DModelOutput(sample=hidden_states)
+
+
+class ZeroBranch(nn.Module):
+    """Stands in for a removed sub-layer (attention or feed-forward) whose output its parent adds to a residual."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        # An expanded zero costs no memory and broadcasts like the real output would.
+        return hidden_states.new_zeros(()).expand(hidden_states.shape)
+
+
+def _set_module(root: nn.Module, name: str, replacement: nn.Module) -> None:
+    parent_name, _, leaf = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    if isinstance(parent, nn.ModuleList):
+        parent[int(leaf)] = replacement
+    else:
+        setattr(parent, leaf, replacement)
+
+
+def replacement_for(module: nn.Module, gate_form: str) -> nn.Module:
+    if gate_form == RESIDUAL_BRANCH:
+        return ZeroBranch()
+    return Bypass(returns_container="return_dict" in inspect.signature(module.forward).parameters)
+
+
+def apply_removal(unet: nn.Module, removed: dict[str, str]) -> None:
+    """Replace units in place, given {name: gate form}; needs no forward, so it also works on the meta device
+    that from_pretrained builds models on."""
+    for name, gate_form in removed.items():
+        _set_module(unet, name, replacement_for(unet.get_submodule(name), gate_form))
+
+
+class _CutModelFiles:
+    """What a cut reads and writes beyond its base class: its own code beside config.json (and an `auto_map`
+    entry, so AutoModel finds it), and the entry that stops stock classes."""
+
+    # diffusers writes {"AutoModel": "<last part of __module__>.<class name>"} into config.json for this.
+    _auto_class = "AutoModel"
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        stop = config.get(STOCK_CLASS_STOP)
+        if isinstance(stop, dict) and stop.get("quant_method") == STOCK_CLASS_MESSAGE:
+            del config[STOCK_CLASS_STOP]
+        # Where to find the code, not part of the architecture; read, it would only warn "not expected".
+        config.pop("auto_map", None)
+        return loaded
+
+    def save_config(self, save_directory, **kwargs):
+        super().save_config(save_directory, **kwargs)
+        folder = Path(save_directory)
+        shutil.copyfile(__file__, folder / CODE_FILE)
+        if self.config.get("removed_units"):
+            path = folder / self.config_name
+            config = json.loads(path.read_text())
+            config[STOCK_CLASS_STOP] = {"quant_method": STOCK_CLASS_MESSAGE}
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _make_pruned_class(base: type) -> type:
+    base_init = base.__init__
+    signature = inspect.signature(base_init)
+    parameters = [p for p in signature.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    parameters.append(inspect.Parameter("removed_units", inspect.Parameter.KEYWORD_ONLY, default=None))
+
+    def __init__(self, *args, removed_units=None, **kwargs):
+        base_init(self, *args, **kwargs)
+        removed_units = dict(removed_units or {})  # {module path: gate form}
+        self.register_to_config(removed_units=removed_units)
+        apply_removal(self, removed_units)
+
+    # diffusers keeps only the config keys that `__init__`'s signature names: the base's plus `removed_units`.
+    __init__.__signature__ = signature.replace(parameters=parameters)
+    name = f"Pruned{base.__name__}"
+    # model_index.json records ["diffprune", name] (diffusers takes the library from __module__), both when
+    # diffprune defines the class and when diffusers runs this file as a folder's code.
+    namespace = {"__init__": __init__, "__module__": MODULE_NAME, "__qualname__": name}
+    return type(name, (_CutModelFiles, base), namespace)
+
+
+PrunedUNet2DConditionModel = _make_pruned_class(UNet2DConditionModel)
+PrunedUNet2DModel = _make_pruned_class(UNet2DModel)
+PrunedAudioLDM2UNet2DConditionModel = _make_pruned_class(AudioLDM2UNet2DConditionModel)
+# The UNet classes diffprune can cut, each with the class its cuts become.
+PRUNED_CLASSES = {
+    UNet2DConditionModel: PrunedUNet2DConditionModel,
+    UNet2DModel: PrunedUNet2DModel,
+    AudioLDM2UNet2DConditionModel: PrunedAudioLDM2UNet2DConditionModel,
+}

@@ -1,1 +1,0 @@
-"""Training scripts that reproduce the bundled models under assets/models (run as files, not imported by diffprune)."""
