@@ -24,6 +24,8 @@ _EXPORTS = {
     "Gates": "structure.gates",
     "gated": "structure.gates",
     "remove_units": "structure.surgery",
+    "depth_units": "structure.transformer_depth",
+    "remove_blocks": "structure.transformer_depth",
     "count_macs": "structure.costs",
     "count_parameters": "structure.costs",
     "measure_latency": "structure.costs",
