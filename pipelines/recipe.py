@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -195,13 +194,10 @@ def main(defaults: RecipeDefaults, argv: list[str] | None = None, prog: str | No
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     """Library errors name arguments in backticks (`fid_weights`); say the flag (--fid-weights) where the recipe
     has one. `num_samples` and `num_inference_steps` stay: calibration and evaluation each have a flag for them."""
-    flags = {option for action in parser._actions for option in action.option_strings}
+    from diffprune.cli import as_cli_message, option_strings
 
-    def flag(match: re.Match) -> str:
-        dashed = "--" + match.group(1).replace("_", "-")
-        return dashed if dashed in flags and match.group(1) not in ("num_samples", "num_inference_steps") else match[0]
-
-    return re.sub(r"`([a-z_]+)`", flag, message)
+    ambiguous = {"--num-samples", "--inference-steps"}
+    return as_cli_message(message, option_strings(parser) - ambiguous, renamed={})
 
 
 def run(args, defaults: RecipeDefaults) -> Path:

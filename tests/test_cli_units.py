@@ -19,7 +19,8 @@ def ddpm_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipeline_without_unet(tmp_path_factory):
+def dit_folder(tmp_path_factory):
+    """A class-conditional DiT pipeline: its transformer is listed, but prune cannot sample it yet."""
     from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
     torch.manual_seed(0)
@@ -28,7 +29,7 @@ def pipeline_without_unet(tmp_path_factory):
         patch_size=2,
         in_channels=4,
         out_channels=8,
-        num_layers=1,
+        num_layers=3,
         num_attention_heads=2,
         attention_head_dim=4,
     )
@@ -73,9 +74,22 @@ def test_single_model_folder_gets_a_hint(capsys, ddpm_folder):
     assert "pass the pipeline folder above it" in _error_of(["units", str(ddpm_folder / "unet")], capsys)
 
 
-def test_pipeline_without_unet_names_supported_families(capsys, pipeline_without_unet):
-    error = _error_of(["units", str(pipeline_without_unet)], capsys)
-    assert "has no UNet" in error and "text-to-image" in error
+def test_a_dit_pipelines_blocks_are_listed_and_pruning_it_is_a_one_line_refusal(capsys, dit_folder, tmp_path):
+    assert main(["units", str(dit_folder), "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)["units"]]
+    assert names == ["transformer_blocks.1", "transformer_blocks.2"]  # block 0 conditions DiT's output layer
+    error = _error_of(["prune", str(dit_folder), "--num-units", "1", "--out", str(tmp_path / "cut")], capsys)
+    assert "class-conditional" in error and "diffprune.remove_blocks" in error
+
+
+def test_a_pipeline_without_a_denoiser_names_supported_families():
+    from types import SimpleNamespace
+
+    from diffprune.errors import DiffpruneError
+    from diffprune.models.loading import check_has_denoiser
+
+    with pytest.raises(DiffpruneError, match="has no UNet or transformer.*text-to-image"):
+        check_has_denoiser(SimpleNamespace(unet=None, transformer=None))
 
 
 def test_cli_exits_2_without_traceback(tmp_path):

@@ -6,7 +6,7 @@ from tiny_models import tiny_sd_pipeline
 
 from diffprune.devices import torch_dtype
 from diffprune.errors import DiffpruneError
-from diffprune.evaluation.latency import LatencySettings, compiled_unet, measure_pipeline_latency, speedups
+from diffprune.evaluation.latency import LatencySettings, compiled_denoiser, measure_pipeline_latency, speedups
 
 
 def test_report_fields_are_present_and_positive():
@@ -29,10 +29,10 @@ def test_speedup_and_realisation_ratio():
     assert result["pipeline"] == 1.6 and result["realisation_ratio_pipeline"] == pytest.approx(0.8)
 
 
-def test_compiled_unet_is_put_back():
+def test_compiled_denoiser_is_put_back():
     pipeline = tiny_sd_pipeline()
     original = pipeline.unet
-    with compiled_unet(pipeline, enabled=True) as unet:
+    with compiled_denoiser(pipeline, enabled=True) as unet:
         assert unet is not original and pipeline.unet is unet
     assert pipeline.unet is original
 

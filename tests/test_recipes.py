@@ -12,6 +12,8 @@ from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
 import diffprune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
+import prune_flux  # noqa: E402
+import prune_pixart  # noqa: E402
 import prune_sdxl  # noqa: E402
 import prune_stable_diffusion  # noqa: E402
 
@@ -129,3 +131,21 @@ def test_bad_arguments_are_one_line_errors_before_loading(extra, says, tmp_path,
     error = capsys.readouterr().err.strip()
     assert error.startswith("prune_stable_diffusion.py: error: ") and says in error and "\n" not in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize("family", ["flux", "pixart"])
+def test_transformer_recipes_depth_prune_and_refuse_distillation(family, tmp_path, capsys):
+    from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline
+
+    script = {"flux": prune_flux, "pixart": prune_pixart}[family]
+    source = tmp_path / family
+    (tiny_flux_pipeline if family == "flux" else tiny_pixart_sigma_pipeline)().save_pretrained(source)
+    out = tmp_path / "cut"
+    assert script.main(["--model", str(source), "--out", str(out), *TINY, *TINY_EVALUATION]) == 0
+    reloaded = diffprune.load_pipeline(str(out / "pruned"))
+    assert type(reloaded.transformer).__module__.startswith("diffusers.")  # the stock class
+    assert (out / "comparison" / "report.html").is_file()
+    refused = tmp_path / "refused"
+    assert script.main(["--model", str(source), "--out", str(refused), *TINY, "--distill-steps", "1"]) == 2
+    assert "do not support diffusion transformers yet" in capsys.readouterr().err
+    assert not refused.exists()

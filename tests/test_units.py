@@ -51,6 +51,8 @@ def test_unknown_names_and_overlaps_are_reported():
     ]
 
 
-def test_a_non_unet_is_rejected():
-    with pytest.raises(DiffpruneError, match="not a supported diffusers UNet"):
+def test_a_model_that_is_no_denoiser_is_rejected_with_the_supported_classes():
+    with pytest.raises(
+        DiffpruneError, match="not a supported diffusers denoiser .*UNet2DModel.*FluxTransformer2DModel"
+    ):
         find_units(torch.nn.Linear(2, 2))

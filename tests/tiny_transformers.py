@@ -149,3 +149,118 @@ def tiny_sana():
 
 
 TINY_TRANSFORMERS = {"pixart": tiny_pixart, "dit": tiny_dit, "sd3": tiny_sd3, "flux": tiny_flux, "sana": tiny_sana}
+
+
+def _tiny_t5(vocab_size: int):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    return T5EncoderModel(config).eval()
+
+
+def _tiny_vae(levels: int = 2, **config):
+    """A tiny AutoencoderKL with 2 ** (levels - 1) times smaller latents."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8,) * (levels - 1) + (16,),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        sample_size=16,
+        **config,
+    ).eval()
+
+
+def tiny_pixart_sigma_pipeline():
+    """PixArt-Sigma as it ships (T5 text encoder, DPM-Solver with linear betas, a learnt-sigma transformer, an
+    8x VAE, resolution binning), at its smallest bin: 256x256 images, 32x32 latents. The tokenizer is the tests'
+    tiny CLIP one: the pipeline only needs ids and a mask."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline
+    from tiny_models import tiny_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    transformer = PixArtTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=4,
+        cross_attention_dim=16,
+        sample_size=32,
+        patch_size=2,
+        caption_channels=TEXT_DIM,
+        use_additional_conditions=False,
+        norm_type="ada_norm_single",
+    )
+    scheduler = DPMSolverMultistepScheduler(
+        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
+    )
+    return PixArtSigmaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_tiny_t5(len(tokenizer)),
+        vae=_tiny_vae(levels=4),
+        transformer=transformer.eval(),
+        scheduler=scheduler,
+    )
+
+
+def tiny_flux_pipeline():
+    """FLUX.1-dev as it ships (CLIP + T5 text encoders, flow-matching Euler with dynamic shifting, guidance
+    embedding, packed 2x2 latents), shrunk to 16x16 images."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from tiny_models import tiny_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=24,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            max_position_embeddings=12,
+            projection_dim=8,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    ).eval()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=2,
+        num_single_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=TEXT_DIM,
+        pooled_projection_dim=24,
+        guidance_embeds=True,
+        axes_dims_rope=(2, 2, 4),
+    ).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+    pipeline = FluxPipeline(
+        scheduler=scheduler,
+        vae=_tiny_vae(scaling_factor=0.3611, shift_factor=0.1159),
+        text_encoder=clip,
+        tokenizer=tokenizer,
+        text_encoder_2=_tiny_t5(len(tokenizer)),
+        tokenizer_2=tiny_tokenizer(),
+        transformer=transformer,
+    )
+    pipeline.default_sample_size = 8  # 16x16 images: 8x8 latents, 4x4 packed tokens
+    return pipeline

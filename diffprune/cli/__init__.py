@@ -58,19 +58,24 @@ FLAG_FOR_ARGUMENT = {
 }
 
 
-def as_cli_message(message: str, parser: argparse.ArgumentParser) -> str:
-    flags = {
-        option
-        for action in parser._subparsers._group_actions  # the subcommands' parsers
-        for subparser in action.choices.values()
-        for sub_action in subparser._actions
-        for option in sub_action.option_strings
-    }
+def option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every flag of a parser and of its subcommands' parsers."""
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                flags |= option_strings(subparser)
+    return flags
+
+
+def as_cli_message(message: str, flags: set[str], renamed: dict[str, str] = FLAG_FOR_ARGUMENT) -> str:
+    """A library error as a command line's: each `argument` becomes its flag (`renamed`, else --argument-name
+    when `flags` has it), any other name loses its backticks."""
 
     def flag(match: re.Match) -> str:
         name = match.group(1)
         dashed = "--" + name.replace("_", "-")
-        return FLAG_FOR_ARGUMENT.get(name) or (dashed if dashed in flags else name)
+        return renamed.get(name) or (dashed if dashed in flags else name)
 
     return re.sub(r"`([A-Za-z_][\w.]*)`", flag, message)
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except DiffpruneError as error:
-        print(f"diffprune: error: {as_cli_message(str(error), parser)}", file=sys.stderr)
+        print(f"diffprune: error: {as_cli_message(str(error), option_strings(parser))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diffprune: interrupted; rerun the same command to resume where supported", file=sys.stderr)

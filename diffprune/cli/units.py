@@ -14,12 +14,14 @@ def run(args) -> int:
     import json
 
     from diffprune.models.loading import load_pipeline
-    from diffprune.structure.costs import count_macs
+    from diffprune.structure.costs import count_macs, pipeline_cost_inputs
+    from diffprune.structure.denoiser import denoiser_of
     from diffprune.structure.units import find_units
 
     pipeline = load_pipeline(args.model)
-    units = find_units(pipeline.unet)
-    total = count_macs(pipeline.unet)
+    denoiser, inputs = denoiser_of(pipeline), pipeline_cost_inputs(pipeline)
+    units = find_units(denoiser, inputs)
+    total = count_macs(denoiser, inputs)
     rows = [
         {"name": u.name, "kind": u.kind, "params": u.params, "macs": u.macs, "macs_share": u.macs / total}
         for u in units
@@ -31,5 +33,5 @@ def run(args) -> int:
     print(f"{'name':<{width}}  {'kind':<17} {'params':>12} {'MACs %':>7}")
     for row in rows:
         print(f"{row['name']:<{width}}  {row['kind']:<17} {row['params']:>12,} {100 * row['macs_share']:>6.2f}%")
-    print(f"{len(rows)} units; UNet forward: {total:,} MACs at sample size, batch 1")
+    print(f"{len(rows)} units; {type(denoiser).__name__} forward: {total:,} MACs as the pipeline calls it, batch 1")
     return 0

@@ -35,8 +35,9 @@ class ScoringContext:
     cache: dict = field(default_factory=dict)
 
     @property
-    def unet(self):
-        return self.adapter.unet
+    def denoiser(self):
+        """The UNet or diffusion transformer being scored."""
+        return self.adapter.denoiser
 
     def reference_latents(self) -> torch.Tensor:
         """[num_samples, ...] final latents of the unmodified model."""
@@ -59,7 +60,7 @@ class ScoringContext:
         count = clean.shape[0]
         for batch in range(num_batches):
             indices = [(batch * batch_size + offset) % count for offset in range(min(batch_size, count))]
-            yield clean[indices].to(self.adapter.device, next(self.unet.parameters()).dtype), indices, generator
+            yield clean[indices].to(self.adapter.device, next(self.denoiser.parameters()).dtype), indices, generator
 
     @property
     def work_folder(self):

@@ -99,7 +99,7 @@ class GradFlow(Criterion):
 
     # -- the progressive soft pruning -----------------------------------------------------------
     def score_pending(self, context, pending, removed, round_index) -> None:
-        with preserved(context.unet):  # the weights are frozen below; the caller's flags come back after
+        with preserved(context.denoiser):  # the weights are frozen below; the caller's flags come back after
             self._soft_prune(context, pending, removed, round_index)
 
     def _soft_prune(self, context, pending, removed, round_index) -> None:
@@ -111,7 +111,7 @@ class GradFlow(Criterion):
         index = {unit.name: i for i, unit in enumerate(units)}
         candidates = [index[u.name] for u in pending]
 
-        unet = context.unet
+        unet = context.denoiser
         if self.train_weights:
             unet = copy.deepcopy(unet).train().requires_grad_(True)  # every weight trains, however the input was
             context.cache["trained_unet"] = unet

@@ -65,7 +65,7 @@ class LDPruner(Criterion):
         )
         for group in groups:
             variants = [already | {unit.name} for unit in group]
-            with gated(context.unet, context.units, variant_values(context.units, variants)):
+            with gated(context.denoiser, context.units, variant_values(context.units, variants)):
                 latents = context.adapter.final_latents(len(group))
             context.store.put_many(
                 round_index,

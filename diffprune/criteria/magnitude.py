@@ -15,6 +15,6 @@ class Magnitude(Criterion):
     def score_pending(self, context, pending, removed, round_index) -> None:
         scores = {}
         for unit in pending:
-            weights = [p.detach().abs().flatten() for p in context.unet.get_submodule(unit.name).parameters()]
+            weights = [p.detach().abs().flatten() for p in context.denoiser.get_submodule(unit.name).parameters()]
             scores[unit.name] = float(torch.cat(weights).float().mean())
         context.store.put_many(round_index, scores)

@@ -26,7 +26,7 @@ class OutputLoss(Criterion):
         return inputs
 
     def score_pending(self, context, pending, removed, round_index) -> None:
-        unet, units, adapter = context.unet, context.units, context.adapter
+        unet, units, adapter = context.denoiser, context.units, context.adapter
         already = {unit.name for unit in removed}
         inputs = self._noisy_inputs(context, round_index)
         per_batch = context.variants_per_batch

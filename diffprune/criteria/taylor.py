@@ -22,9 +22,9 @@ class Taylor(Criterion):
         gates = torch.nn.Parameter(removal_values(context.units, {u.name for u in removed}))
         total = torch.zeros(len(context.units))
         batches = context.loss_batches(self.num_batches, self.batch_size, seed=round_index)
-        with gated(context.unet, context.units, gates):
+        with gated(context.denoiser, context.units, gates):
             for clean, indices, generator in tqdm(list(batches), desc="taylor", disable=not context.show_progress):
-                loss = context.adapter.denoising_loss(context.unet, clean, indices, generator)
+                loss = context.adapter.denoising_loss(context.denoiser, clean, indices, generator)
                 (gradient,) = torch.autograd.grad(loss, gates)
                 total += (gates.detach() * gradient).abs().cpu()
         index = {unit.name: i for i, unit in enumerate(context.units)}

@@ -23,8 +23,8 @@ import torch
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
 from diffprune.models.generation import DEFAULT_STEPS, generate, takes_prompts
-from diffprune.structure.costs import measure_latency, text_length
-from diffprune.structure.unet_inputs import example_inputs
+from diffprune.structure.costs import measure_latency, pipeline_cost_inputs
+from diffprune.structure.denoiser import denoiser_name, denoiser_of
 
 
 @dataclass
@@ -57,17 +57,19 @@ def compile_mode(device: torch.device) -> str:
 
 
 @contextmanager
-def compiled_unet(pipeline, enabled: bool, mode: str | None = None):
-    """The pipeline with its UNet wrapped by torch.compile while inside; the original comes back afterwards."""
+def compiled_denoiser(pipeline, enabled: bool, mode: str | None = None):
+    """The pipeline with its denoiser wrapped by torch.compile while inside; the original comes back afterwards."""
+    name = denoiser_name(pipeline)
+    original = getattr(pipeline, name)
     if not enabled:
-        yield pipeline.unet
+        yield original
         return
-    original = pipeline.unet
-    pipeline.unet = torch.compile(original, mode=mode or compile_mode(placement_of(original).device))
+    compiled = torch.compile(original, mode=mode or compile_mode(placement_of(original).device))
+    setattr(pipeline, name, compiled)
     try:
-        yield pipeline.unet
+        yield compiled
     finally:
-        pipeline.unet = original
+        setattr(pipeline, name, original)
 
 
 @contextmanager
@@ -95,13 +97,15 @@ def unet_batch_size(pipeline, settings: LatencySettings) -> int:
     """The batch one UNet call sees: doubled by classifier-free guidance (unconditional + conditional halves)."""
     guidance = pipeline_guidance_scale(pipeline, settings.guidance_scale)
     guided = takes_prompts(pipeline) and guidance is not None and guidance > 1
-    guided = guided and pipeline.unet.config.get("time_cond_proj_dim") is None  # guidance-distilled: one pass
+    config = denoiser_of(pipeline).config
+    guided = guided and config.get("time_cond_proj_dim") is None  # guidance-distilled (LCM): one pass
+    guided = guided and not config.get("guidance_embeds")  # FLUX-dev: guidance is an input, one pass
     return settings.batch_size * (2 if guided else 1)
 
 
 def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | None = None) -> dict:
     """{'unet_forward': ..., 'pipeline': ...}: median, IQR, runs, batch sizes, dtype, peak memory on CUDA."""
-    placement = placement_of(pipeline.unet)
+    placement = placement_of(denoiser_of(pipeline))
     common = {
         "batch_size": settings.batch_size,
         "dtype": str(placement.dtype).removeprefix("torch."),
@@ -111,16 +115,16 @@ def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | 
     if settings.compile:
         common["compile_mode"] = compile_mode(placement.device)
     result = {}
-    original_unet = pipeline.unet  # example_inputs reads its config; a compiled wrapper hides it
+    original_unet = denoiser_of(pipeline)  # example inputs read its config; a compiled wrapper hides it
     batch = unet_batch_size(pipeline, settings)
     with (
         channels_last_unet(original_unet, settings.channels_last),
-        compiled_unet(pipeline, settings.compile) as unet,
+        compiled_denoiser(pipeline, settings.compile) as unet,
         torch.inference_mode(),
     ):
         if settings.measure_unet:
-            inputs = example_inputs(original_unet, batch, text_length=text_length(pipeline))
-            if settings.channels_last:
+            inputs = pipeline_cost_inputs(pipeline, batch)
+            if settings.channels_last and "sample" in inputs:
                 inputs["sample"] = inputs["sample"].contiguous(memory_format=torch.channels_last)
             timing = measure_latency(lambda: unet(**inputs), settings.warmup, settings.runs, placement.device)
             result["unet_forward"] = {**timing, **common, "unet_batch_size": batch}

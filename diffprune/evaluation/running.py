@@ -31,6 +31,7 @@ from diffprune.models.generation import (
 from diffprune.models.prompts import default_prompts
 from diffprune.module_state import pipeline_modules, preserved
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
+from diffprune.structure.denoiser import denoiser_of
 
 
 @dataclass
@@ -75,12 +76,12 @@ def label_of(model) -> str:
 
 def load_models(models: dict) -> dict:
     """{label: pipeline} from {label: pipeline, path, hub id or bundled name}."""
-    from diffprune.models.loading import check_has_unet, load_pipeline
+    from diffprune.models.loading import check_has_denoiser, load_pipeline
 
     loaded = {}
     for label, model in models.items():
         pipeline = load_pipeline(str(model)) if isinstance(model, (str, Path)) else model
-        check_has_unet(pipeline)
+        check_has_denoiser(pipeline)
         loaded[label] = pipeline
     return loaded
 
@@ -137,7 +138,7 @@ def _run_evaluation(pipelines, reference, settings, keep_samples) -> EvaluationR
     for label, pipeline in progress:
         progress.set_postfix_str(label[-40:])
         if "macs" in metrics or "latency" in metrics:
-            rows[label].update(unet_costs(pipeline.unet, pipeline))
+            rows[label].update(unet_costs(denoiser_of(pipeline), pipeline))
         if "latency" in metrics:
             rows[label]["latency"] = measure_pipeline_latency(
                 pipeline, settings.latency, prompts[0] if prompts else None

@@ -8,6 +8,12 @@ import inspect
 import torch
 
 from diffprune.devices import converted_copy, placement_of
+from diffprune.structure.denoiser import denoiser_name, denoiser_of
+
+
+def with_denoiser(pipeline, model):
+    """A new pipeline of the same class sharing every component but its denoiser (UNet or transformer)."""
+    return with_components(pipeline, {denoiser_name(pipeline): model})
 
 
 def with_unet(pipeline, unet):
@@ -31,7 +37,7 @@ def with_components(pipeline, replacements: dict):
 def pipeline_in_dtype(pipeline, dtype: torch.dtype | None):
     """`pipeline` itself when it already runs in `dtype` (or dtype is None), else a new pipeline of the same
     class whose model components are converted copies: the caller's pipeline is never changed in place."""
-    if dtype is None or placement_of(pipeline.unet).dtype == dtype:
+    if dtype is None or placement_of(denoiser_of(pipeline)).dtype == dtype:
         return pipeline
     converted = {
         name: converted_copy(component, dtype)

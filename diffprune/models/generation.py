@@ -53,6 +53,11 @@ def pipeline_family(pipeline) -> str:
             f"{type(pipeline).__name__} needs image_embeds from a prior pipeline, which prune and evaluate cannot "
             "supply yet: pass its UNet alone (diffprune.find_units / diffprune.remove_units(pipeline.unet, units))"
         )
+    if "class_labels" in inspect.signature(pipeline.__call__).parameters:  # DiTPipeline
+        raise DiffpruneError(
+            f"{type(pipeline).__name__} is class-conditional, which prune and evaluate do not sample yet: depth-cut "
+            "its transformer alone (diffprune.depth_units / diffprune.remove_blocks(pipeline.transformer, names))"
+        )
     if getattr(pipeline, "mel", None) is not None:
         return AUDIO_DIFFUSION
     if getattr(pipeline, "vocoder", None) is not None:

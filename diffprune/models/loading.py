@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 from diffprune.errors import DiffpruneError, first_line
+from diffprune.structure.denoiser import DENOISER_COMPONENTS
 
 SUPPORTED_FAMILIES = (
     "text-to-image (StableDiffusionPipeline, StableDiffusionXLPipeline and other UNet2DConditionModel pipelines), "
     "unconditional image (DDPMPipeline, DDIMPipeline, LDMPipeline), "
-    "audio (AudioDiffusionPipeline, AudioLDMPipeline, AudioLDM2Pipeline)"
+    "audio (AudioDiffusionPipeline, AudioLDMPipeline, AudioLDM2Pipeline), "
+    "text-to-image diffusion transformers, depth pruning with ld-pruner, magnitude or random "
+    "(PixArtAlphaPipeline, PixArtSigmaPipeline, StableDiffusion3Pipeline, FluxPipeline, SanaPipeline)"
 )
 
 
@@ -54,15 +57,16 @@ def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None
         pipeline = DiffusionPipeline.from_pretrained(location, torch_dtype=torch_dtype, **components)
     except (OSError, ValueError, json.JSONDecodeError) as error:
         raise DiffpruneError(f"could not load pipeline {path_or_name!r}: {first_line(error)}") from error
-    check_has_unet(pipeline)
+    check_has_denoiser(pipeline)
     if device is not None:
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
-def check_has_unet(pipeline) -> None:
-    if getattr(pipeline, "unet", None) is None:
+def check_has_denoiser(pipeline) -> None:
+    if all(getattr(pipeline, name, None) is None for name in DENOISER_COMPONENTS):
         raise DiffpruneError(
-            f"{type(pipeline).__name__} has no UNet, so there is nothing to prune; supported: {SUPPORTED_FAMILIES}"
+            f"{type(pipeline).__name__} has no UNet or transformer, so there is nothing to prune; "
+            f"supported: {SUPPORTED_FAMILIES}"
         )

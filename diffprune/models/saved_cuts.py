@@ -36,6 +36,8 @@ def in_saved_form(pipeline):
     from diffprune.models.components import with_unet
     from diffprune.structure.export import PLAIN_CLASSES, export_plain, plain_config
 
+    if getattr(pipeline, "unet", None) is None:  # a transformer's depth cut is a stock class already
+        return pipeline
     # AudioLDM2's UNet has no stock class diffusers could load by that config alone.
     if not removed_unit_names(pipeline.unet) or type(pipeline.unet).__name__ not in PLAIN_CLASSES:
         return pipeline
@@ -51,7 +53,7 @@ def save_pipeline(pipeline, folder: Path) -> bool:
     is a stock class."""
     saved = in_saved_form(pipeline)
     saved.save_pretrained(folder, safe_serialization=True)
-    if not removed_unit_names(saved.unet):
+    if getattr(saved, "unet", None) is None or not removed_unit_names(saved.unet):
         return True
     # AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True) reads model_index.json, not
     # unet/config.json, to decide whether the folder has code (diffusers 0.42 auto_model.py).

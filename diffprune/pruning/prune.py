@@ -28,10 +28,11 @@ from diffprune.criteria.score_store import ScoreStore
 from diffprune.devices import placement_of, torch_dtype
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
-from diffprune.models.components import pipeline_in_dtype, with_unet
+from diffprune.models.components import pipeline_in_dtype, with_denoiser
 from diffprune.module_state import pipeline_modules, preserved
 from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
+from diffprune.structure.denoiser import denoiser_of
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import Unit, find_units
 
@@ -146,10 +147,10 @@ def _prune(
     dtype,
 ) -> PruneResult:
     criterion_name, criterion_settings, uses_budget = describe(criterion)
-    scoring_dtype = torch_dtype(dtype, placement_of(pipeline.unet).device)
+    scoring_dtype = torch_dtype(dtype, placement_of(denoiser_of(pipeline)).device)
     scoring_pipeline = pipeline_in_dtype(pipeline, scoring_dtype)
     adapter = adapter_for(scoring_pipeline, calibration)
-    unet = scoring_pipeline.unet.eval()
+    unet = denoiser_of(scoring_pipeline).eval()
     inputs = pipeline_cost_inputs(scoring_pipeline)
     all_units = find_units(unet, inputs)
     units = [unit for unit in all_units if unit_filter(unit)] if unit_filter else all_units
@@ -203,14 +204,14 @@ def _prune(
     # which train weights jointly (gradflow with train_weights) leave, brought back to the input's precision.
     trained_unet = context.cache.get("trained_unet")
     if trained_unet is None:
-        source_unet = pipeline.unet
+        source_unet = denoiser_of(pipeline)
     else:
-        source_unet = trained_unet.eval().requires_grad_(False).to(placement_of(pipeline.unet).dtype)
+        source_unet = trained_unet.eval().requires_grad_(False).to(placement_of(denoiser_of(pipeline)).dtype)
     removed, pruned_unet = _cut_within_measured_budget(
         source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
     )
     totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
-    pruned_pipeline = with_unet(pipeline, pruned_unet)
+    pruned_pipeline = with_denoiser(pipeline, pruned_unet)
 
     removed_names = {u.name for u in removed}
     report = {

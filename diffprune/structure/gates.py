@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from diffprune.structure.units import RESIDUAL_BRANCH, Unit
+from diffprune.structure.units import RESIDUAL_BRANCH, TWO_STREAM_BLOCK, Unit
 from diffprune.tensors import first_tensor, output_tensor, replace_output_tensor
 
 
@@ -62,15 +62,17 @@ class Gates:
         def hook(module, args, kwargs, output):
             if self._all_ones is not None and self._all_ones[index]:
                 return output  # the original, bit for bit
+            if gate_form == TWO_STREAM_BLOCK:  # returns (text stream, image stream), each a residual block
+                hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+                encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
+                gate = self._gate_for(index, hidden)
+                return _blend(encoder, output[0], gate), _blend(hidden, output[1], gate)
             y = output_tensor(output)
             gate = self._gate_for(index, y)
             if gate_form == RESIDUAL_BRANCH:
                 gated = gate * y
             else:
-                x = first_tensor(args, kwargs)
-                gated = x + gate * (y - x)
-                if not gate.requires_grad:  # exact bypass where g = 0, exact original where g = 1
-                    gated = torch.where(gate == 0, x, torch.where(gate == 1, y, gated))
+                gated = _blend(first_tensor(args, kwargs), y, gate)
             return replace_output_tensor(output, gated)
 
         return hook
@@ -79,6 +81,14 @@ class Gates:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _blend(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + g (y - x): exactly x where g = 0 and exactly y where g = 1 unless g is being learnt."""
+    gated = x + gate * (y - x)
+    if not gate.requires_grad:
+        gated = torch.where(gate == 0, x, torch.where(gate == 1, y, gated))
+    return gated
 
 
 @contextmanager

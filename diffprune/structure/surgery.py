@@ -24,6 +24,7 @@ from diffprune.structure.removal import (  # noqa: F401 (Bypass, ZeroBranch re-e
     apply_removal,
     replacement_for,
 )
+from diffprune.structure.transformer_depth import is_diffusion_transformer, remove_blocks
 from diffprune.structure.units import find_units, overlapping, units_by_name
 
 
@@ -41,10 +42,13 @@ def check_selection(units, names) -> None:
 
 def remove_units(unet: nn.Module, names) -> nn.Module:
     """A new model without the named units, on the original's device and in its dtype; `unet` is untouched.
+    A diffusion transformer loses whole blocks and stays an instance of its stock class (transformer_depth.py).
 
     Removing units from an already pruned model accumulates: the result records both sets.
     """
     names = list(names)
+    if is_diffusion_transformer(unet):  # a depth cut: the stock class with fewer blocks
+        return remove_blocks(unet, names)
     units = find_units(unet)  # probes with inputs on the model's own device and dtype
     check_selection(units, names)
     removed = dict(unet.config.get("removed_units", None) or {})

@@ -44,6 +44,10 @@ FIXED_BLOCKS = {"DiTTransformer2DModel": ("transformer_blocks.0",)}
 TWO_STREAM_BLOCKS = ("JointTransformerBlock", "FluxTransformerBlock", "FluxSingleTransformerBlock")
 
 
+def is_diffusion_transformer(model) -> bool:
+    return any(cls.__name__ in DEPTH_STACKS for cls in type(model).__mro__)
+
+
 def stacks_of(transformer: nn.Module) -> tuple[tuple[str, str], ...]:
     for cls in type(transformer).__mro__:
         if cls.__name__ in DEPTH_STACKS:

@@ -1,4 +1,5 @@
-"""Prunable units of a diffusion UNet, found by structural rules.
+"""Prunable units of a diffusion denoiser: a UNet, found by structural rules, or a diffusion transformer,
+whose units are its blocks (transformer_depth.py).
 
 A unit is a module whose bypass keeps every shape, so removing it leaves a working network:
   * a residual block: a member of a block's module list (`resnets`, `attentions`, `transformer_blocks`, ...)
@@ -22,6 +23,13 @@ from diffprune.devices import place
 from diffprune.errors import DiffpruneError
 from diffprune.structure.costs import macs_by_module
 from diffprune.structure.removal import PRUNED_CLASSES
+from diffprune.structure.transformer_depth import (
+    DEPTH_STACKS,
+    TWO_STREAM_BLOCKS,
+    depth_units,
+    is_diffusion_transformer,
+)
+from diffprune.structure.transformer_inputs import transformer_example_inputs
 from diffprune.structure.unet_inputs import example_inputs
 from diffprune.tensors import first_tensor, output_tensor
 
@@ -30,6 +38,7 @@ TOP_LEVEL_BLOCK_LISTS = ("down_blocks", "up_blocks")  # their members feed skip 
 
 RESIDUAL_BLOCK = "residual"  # gate y = x + g (f(x) - x)
 RESIDUAL_BRANCH = "branch"  # gate y = g f(x), the parent adds y to its residual
+TWO_STREAM_BLOCK = "two_stream"  # a (text, image) block: each stream gated as a residual block
 
 
 @dataclass(frozen=True)
@@ -110,12 +119,15 @@ def _sub_layer_kind(module: nn.Module) -> str:
 
 
 def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
-    """All prunable units of `unet`, in module order, with their parameter counts and MACs.
+    """All prunable units of a denoiser (a UNet or a diffusion transformer), in module order, with their
+    parameter counts and MACs.
 
-    `inputs` (default: example inputs at the sample size, batch 1) are put on the UNet's device and dtype."""
+    `inputs` (default: example inputs at the sample size, batch 1) are put on the model's device and dtype."""
+    if is_diffusion_transformer(unet):
+        return _transformer_units(unet, inputs)
     if not isinstance(unet, tuple(PRUNED_CLASSES)):
-        supported = ", ".join(cls.__name__ for cls in PRUNED_CLASSES)
-        raise DiffpruneError(f"{type(unet).__name__} is not a supported diffusers UNet ({supported})")
+        supported = ", ".join([cls.__name__ for cls in PRUNED_CLASSES] + list(DEPTH_STACKS))
+        raise DiffpruneError(f"{type(unet).__name__} is not a supported diffusers denoiser ({supported})")
     inputs = place(inputs, unet) if inputs else example_inputs(unet)
     shapes = probe_shapes(unet, inputs)
     macs = macs_by_module(unet, inputs)
@@ -155,6 +167,19 @@ def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
         Unit(name, kind, sum(p.numel() for p in modules[name].parameters()), macs.get(name, 0), form)
         for name, kind, form in found
     ]
+
+
+def _transformer_units(model: nn.Module, inputs: dict | None) -> list[Unit]:
+    """A diffusion transformer's units are its removable blocks (transformer_depth.py), cut by depth."""
+    inputs = place(inputs, model) if inputs else transformer_example_inputs(model)
+    macs = macs_by_module(model, inputs)
+    units = []
+    for name in depth_units(model):
+        block = model.get_submodule(name)
+        kind = "single_transformer_block" if name.startswith("single_") else "transformer_block"
+        form = TWO_STREAM_BLOCK if type(block).__name__ in TWO_STREAM_BLOCKS else RESIDUAL_BLOCK
+        units.append(Unit(name, kind, sum(p.numel() for p in block.parameters()), macs.get(name, 0), form))
+    return units
 
 
 def units_by_name(units: list[Unit], names) -> list[Unit]:

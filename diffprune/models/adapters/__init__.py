@@ -11,9 +11,9 @@ from diffprune.models.adapters.unconditional import UnconditionalAdapter
 
 def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
     from diffprune.models.generation import takes_prompts
-    from diffprune.models.loading import check_has_unet
+    from diffprune.models.loading import check_has_denoiser
 
-    check_has_unet(pipeline)
+    check_has_denoiser(pipeline)
     settings = settings or CalibrationSettings()
     adapter_class = TextConditionedAdapter if takes_prompts(pipeline) else UnconditionalAdapter
     return adapter_class(pipeline, settings)

@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
 from diffprune.models.training_noise import TrainingNoise
+from diffprune.structure.denoiser import denoiser_of
+from diffprune.structure.transformer_depth import is_diffusion_transformer
 
 
 @dataclass
@@ -59,12 +61,12 @@ class TaskAdapter(ABC):
 
         self.pipeline = pipeline
         self.settings = settings
-        self.unet = pipeline.unet
+        self.denoiser = denoiser_of(pipeline)
         self.family = pipeline_family(pipeline)
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        return next(self.denoiser.parameters()).device
 
     @cached_property
     def training_noise(self) -> TrainingNoise:
@@ -135,6 +137,14 @@ class TaskAdapter(ABC):
             self.pipeline, prompts, generators, self.settings.num_inference_steps, self.settings.guidance_scale
         )
 
+    def check_losses_supported(self, model=None) -> None:
+        """The training-time losses call the denoiser with each family's signature; transformers' are not wired."""
+        if is_diffusion_transformer(model if model is not None else self.denoiser):
+            raise DiffpruneError(
+                "loss-based criteria (taylor, output-loss, gradflow) and distillation do not support diffusion "
+                "transformers yet; use `criterion` ld-pruner, magnitude or random"
+            )
+
     @abstractmethod
     def conditioning(self, sample_indices) -> dict:
         """Keyword arguments for the UNet besides sample and timestep, for these calibration samples."""
@@ -144,6 +154,7 @@ class TaskAdapter(ABC):
     ) -> torch.Tensor:
         """The diffusion training loss of `unet` on clean latents: noise them at random timesteps and compare
         the prediction with its target, the way the model was trained (training_noise.py)."""
+        self.check_losses_supported(unet)
         batch = self.training_noise.draw(clean, generator)
         prediction = unet(batch.noisy, batch.timesteps, **self.conditioning(sample_indices)).sample
         target = batch.target

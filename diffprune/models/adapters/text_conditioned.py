@@ -29,6 +29,7 @@ class TextConditionedAdapter(TaskAdapter):
 
     def conditioning(self, sample_indices) -> dict:
         """Prompt embeddings without guidance (the training-time conditioning), cached per sample."""
+        self.check_losses_supported()
         missing = [i for i in sample_indices if i not in self._embeddings]
         if missing:
             if getattr(self.pipeline, "text_encoder_2", None) is not None:
