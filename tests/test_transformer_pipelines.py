@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from diffusers import DiffusionPipeline, FluxTransformer2DModel
-from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline
+from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline, tiny_sd3_pipeline
 from untouched import assert_untouched, snapshot
 
 import diffprune
@@ -154,3 +154,22 @@ def test_a_bf16_flux_pipeline_prunes_in_bf16():
     )
     assert {p.dtype for p in result.pipeline.transformer.parameters()} == {torch.bfloat16}
     assert all(torch.isfinite(torch.tensor(list(result.scores.values()))))
+
+
+def test_sd3_without_t5_calibrates_on_its_own_latents_prunes_and_reloads(tmp_path):
+    pipeline = tiny_sd3_pipeline()  # joint blocks; the last one drops the text stream and is no unit
+    generators = [torch.Generator().manual_seed(0)]
+    latents = final_latents(pipeline, PROMPTS[:1], generators, num_inference_steps=2)
+    generators = [torch.Generator().manual_seed(0)]
+    expected = pipeline(prompt=PROMPTS[:1], generator=generators, num_inference_steps=2, output_type="latent")
+    torch.testing.assert_close(latents, expected.images, rtol=0, atol=1e-6)
+    result = diffprune.prune(
+        pipeline,
+        "ld-pruner",
+        diffprune.Budget(num_units=1),
+        calibration=CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=PROMPTS),
+        show_progress=False,
+    )
+    assert "transformer_blocks.3" not in result.scores
+    reloaded = diffprune.load_pipeline(str(result.save(tmp_path / "cut")))  # saved without T5, as it came
+    assert reloaded.text_encoder_3 is None and reloaded.transformer.config.num_layers == 3

@@ -264,3 +264,54 @@ def tiny_flux_pipeline():
     )
     pipeline.default_sample_size = 8  # 16x16 images: 8x8 latents, 4x4 packed tokens
     return pipeline
+
+
+def tiny_sd3_pipeline():
+    """Stable Diffusion 3 as it ships (two CLIP encoders with projections, T5 left out as the pipeline allows,
+    flow-matching Euler with shift 3, joint blocks, the last one text-dropping), at 16x16 images."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+    from tiny_models import tiny_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+
+    def clip():
+        config = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            max_position_embeddings=12,
+            projection_dim=4,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+        return CLIPTextModelWithProjection(config).eval()
+
+    transformer = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=4,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=TEXT_DIM,
+        caption_projection_dim=16,
+        pooled_projection_dim=8,
+        out_channels=4,
+        pos_embed_max_size=16,
+    ).eval()
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_tiny_vae(scaling_factor=1.5305, shift_factor=0.0609),
+        text_encoder=clip(),
+        tokenizer=tokenizer,
+        text_encoder_2=clip(),
+        tokenizer_2=tiny_tokenizer(),
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )

@@ -45,7 +45,7 @@ def resolve_model_path(path_or_name: str) -> str:
 
 
 def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None):
-    """Load any diffusers pipeline that has a UNet; errors name what to do instead."""
+    """Load any diffusers pipeline that has a UNet or a diffusion transformer; errors name what to do instead."""
     from diffusers import DiffusionPipeline
 
     from diffprune.models.saved_cuts import pruned_components
@@ -53,7 +53,7 @@ def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None
     location = resolve_model_path(path_or_name)
     try:
         # A cut saved with its own code is built by diffprune's classes, so the folder's copy never runs.
-        components = pruned_components(location, torch_dtype)
+        components = {**left_out_components(location), **pruned_components(location, torch_dtype)}
         pipeline = DiffusionPipeline.from_pretrained(location, torch_dtype=torch_dtype, **components)
     except (OSError, ValueError, json.JSONDecodeError) as error:
         raise DiffpruneError(f"could not load pipeline {path_or_name!r}: {first_line(error)}") from error
@@ -62,6 +62,16 @@ def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None
         pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def left_out_components(location: str) -> dict:
+    """{name: None} for the components a folder was saved without (model_index.json says [null, null], as for
+    SD3 saved with text_encoder_3=None to drop T5): diffusers saves such folders but will not load them unless
+    they are named again."""
+    from diffusers import DiffusionPipeline
+
+    index = DiffusionPipeline.load_config(location)
+    return {name: None for name, entry in index.items() if isinstance(entry, list) and entry == [None, None]}
 
 
 def check_has_denoiser(pipeline) -> None:
