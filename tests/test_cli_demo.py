@@ -8,7 +8,7 @@ def test_unknown_model_and_unreachable_budget_fail_before_any_work(tmp_path, cap
     assert "the demo knows" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "b"), "--models", "digits-t2i", "--keep-macs", "0.2"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("diffprune: error: digits-t2i: cannot keep 20% of UNet MACs")
+    assert error.startswith("diffprune: error: digits-t2i: cannot keep 20% of the denoiser's MACs")
     assert not (tmp_path / "b").exists()
 
 

@@ -21,7 +21,7 @@ def ddpm_folder(tmp_path_factory):
 def test_prune_writes_a_reloadable_pipeline_and_report(ddpm_folder, tmp_path, capsys):
     out = tmp_path / "cut"
     assert main(["prune", str(ddpm_folder), "--keep-macs", "0.7", "--out", str(out), *FAST]) == 0
-    assert "UNet MACs" in capsys.readouterr().out
+    assert "UNet2DModel MACs" in capsys.readouterr().out
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["kept_fraction"]["macs"] <= 0.7
     assert not (out / ".diffprune-work").exists()

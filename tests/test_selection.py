@@ -30,7 +30,7 @@ def test_score_per_cost_ranking_prefers_cheap_savings():
 
 
 def test_unreachable_budget_says_the_most_that_can_be_removed():
-    with pytest.raises(DiffpruneError, match="leaves 50.0% of UNet macs"):
+    with pytest.raises(DiffpruneError, match="leaves 50.0% of the denoiser's macs"):
         select_units(UNITS, {u.name: 1.0 for u in UNITS}, Budget(keep_macs=0.3), TOTAL)
     assert removable_maximum(UNITS, "macs") == 100
 

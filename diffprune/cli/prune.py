@@ -53,8 +53,10 @@ def register(subparsers) -> None:
         help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow)",
     )
     budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
-    budget.add_argument("--keep-macs", type=float, help="fraction of UNet MACs to keep")
-    budget.add_argument("--keep-params", type=float, help="fraction of UNet parameters to keep")
+    budget.add_argument(
+        "--keep-macs", type=float, help="fraction of the denoiser's (UNet's or transformer's) MACs to keep"
+    )
+    budget.add_argument("--keep-params", type=float, help="fraction of the denoiser's parameters to keep")
     budget.add_argument("--num-units", type=int, help="number of units to remove")
     parser.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
     parser.add_argument(
@@ -155,5 +157,6 @@ def print_summary(report: dict) -> None:
     print(f"removed {len(report['removed_units'])} units ({report['budget']}):")
     for name in report["removed_units"]:
         print(f"  - {name}")
-    print(f"UNet params: {before['params']:,} -> {after['params']:,} ({after['params'] / before['params']:.1%})")
-    print(f"UNet MACs:   {before['macs']:,} -> {after['macs']:,} ({after['macs'] / before['macs']:.1%})")
+    name = report.get("denoiser", {}).get("class", "UNet")
+    print(f"{name} params: {before['params']:,} -> {after['params']:,} ({after['params'] / before['params']:.1%})")
+    print(f"{name} MACs:   {before['macs']:,} -> {after['macs']:,} ({after['macs'] / before['macs']:.1%})")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from diffprune.models.saved_cuts import MODEL_CARD_FILE, REPORT_FILE, removed_unit_names
 
+DEFAULT_DENOISER = {"component": "unet", "class": "UNet2DConditionModel"}  # reports made before it was recorded
+
 
 def write_score_chart(report: dict, path: Path) -> Path | None:
     """Horizontal bars of every scored unit, removed ones highlighted; None if matplotlib is missing."""
@@ -37,6 +39,7 @@ def write_score_chart(report: dict, path: Path) -> Path | None:
 def write_model_card(report: dict, path: Path, chart_name: str | None = None, stock_classes: bool = False) -> None:
     """stock_classes: the folder's UNet is saved as a stock diffusers class (see models.saved_cuts.save_pipeline)."""
     before, after = report["totals_before"], report["totals_after"]
+    denoiser = report.get("denoiser") or DEFAULT_DENOISER
     lines = [
         f"# Pruned {report['pipeline_class']}",
         "",
@@ -45,14 +48,14 @@ def write_model_card(report: dict, path: Path, chart_name: str | None = None, st
         "",
         "| | before | after | kept |",
         "|---|---:|---:|---:|",
-        f"| UNet parameters | {before['params']:,} | {after['params']:,} | {after['params'] / before['params']:.1%} |",
-        f"| UNet MACs (one forward, batch 1) | {before['macs']:,} | {after['macs']:,} | {after['macs'] / before['macs']:.1%} |",
+        f"| {denoiser['class']} parameters | {before['params']:,} | {after['params']:,} | {after['params'] / before['params']:.1%} |",
+        f"| {denoiser['class']} MACs (one forward, batch 1) | {before['macs']:,} | {after['macs']:,} | {after['macs'] / before['macs']:.1%} |",
         "",
         "MACs are measured on the cut model with torch.utils.flop_counter.",
         "",
         "## Load it",
         "",
-        *load_instructions(stock_classes),
+        *load_instructions(stock_classes, denoiser),
         "",
         f"## Removed units ({len(report['removed_units'])})",
         "",
@@ -74,16 +77,19 @@ def write_model_card(report: dict, path: Path, chart_name: str | None = None, st
     path.write_text("\n".join(lines))
 
 
-def load_instructions(stock_classes: bool) -> list[str]:
-    """The model card's "Load it" lines (Markdown), for a folder saved by `save_pipeline`."""
+def load_instructions(stock_classes: bool, denoiser: dict | None = None) -> list[str]:
+    """The model card's "Load it" lines (Markdown), for a folder saved by `save_pipeline`; `denoiser` is the
+    report's {"component": "unet" or "transformer", "class": its class name}."""
+    denoiser = denoiser or DEFAULT_DENOISER
     if stock_classes:
         return [
             "The removed units are expressed in a stock diffusers config, so stock diffusers loads it:",
             "",
             "```python",
-            "from diffusers import DiffusionPipeline, UNet2DConditionModel",
+            f"from diffusers import DiffusionPipeline, {denoiser['class']}",
             'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder")',
-            'unet = UNet2DConditionModel.from_pretrained("path/to/this/folder", subfolder="unet")',
+            f'{denoiser["component"]} = {denoiser["class"]}.from_pretrained("path/to/this/folder", '
+            f'subfolder="{denoiser["component"]}")',
             "```",
         ]
     return [

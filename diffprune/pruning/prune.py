@@ -32,7 +32,7 @@ from diffprune.models.components import pipeline_in_dtype, with_denoiser
 from diffprune.module_state import pipeline_modules, preserved
 from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
-from diffprune.structure.denoiser import denoiser_of
+from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import Unit, find_units
 
@@ -49,7 +49,7 @@ class PruneResult:
 
     def save(self, folder: str | Path) -> Path:
         """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
-        is complete or absent. The UNet is saved as a stock class where a stock config expresses the cut, else
+        is complete or absent. The denoiser is saved as a stock class where a stock config expresses the cut, else
         with its own code (see models.saved_cuts.save_pipeline and the model card for how each loads)."""
         from diffprune.distributed import is_main_process
         from diffprune.models.model_card import write_model_card, write_score_chart
@@ -94,7 +94,7 @@ def prune(
     source: str | None = None,
     dtype: str | None = None,
 ) -> PruneResult:
-    """Prune `pipeline`'s UNet; the input pipeline is left untouched (weights, devices, dtypes, modes, flags).
+    """Prune `pipeline`'s denoiser (UNet or diffusion transformer); the input pipeline is left untouched (weights, devices, dtypes, modes, flags).
 
     criterion: a registered name ("ld-pruner", "gradflow", ...), a Criterion instance with its options
         (`LDPruner(statistic="paired")`), or any object with score(context, candidates, removed, round_index).
@@ -218,6 +218,7 @@ def _prune(
         "diffprune_version": __version__,
         "source": source or str(getattr(pipeline.config, "_name_or_path", "") or type(pipeline).__name__),
         "pipeline_class": type(pipeline).__name__,
+        "denoiser": {"component": denoiser_name(pipeline), "class": type(unet).__name__},
         "family": adapter.family,
         "settings": settings,
         "budget": budget.describe(),

@@ -6,7 +6,7 @@ Greedy, never two overlapping units, until the budget is met. Ranking (RANKINGS)
 Measured on digits-t2i at keep_macs 0.7 (docs/results.md), "score-per-cost" picks the mid block (the
 highest single score, but also the largest unit) and wrecks the model, while "score" keeps it usable:
 single-unit scores are not additive, so big high-impact units are a poor bargain whatever they save.
-Budgets: `keep_macs` (fraction of UNet MACs kept, the default), `keep_params` or `num_units`.
+Budgets: `keep_macs` (fraction of the denoiser's MACs kept, the default), `keep_params` or `num_units`.
 An unreachable budget is a one-line error that says the most that can be removed.
 """
 
@@ -51,8 +51,8 @@ class Budget:
         if self.num_units is not None:
             return f"{self.num_units} units"
         if self.keep_params is not None:
-            return f"keep {self.keep_params:.0%} of UNet parameters"
-        return f"keep {self.keep_macs:.0%} of UNet MACs"
+            return f"keep {self.keep_params:.0%} of the denoiser's parameters"
+        return f"keep {self.keep_macs:.0%} of the denoiser's MACs"
 
     def fraction_kept(self) -> float | None:
         return self.keep_params if self.keep_params is not None else self.keep_macs
@@ -83,7 +83,7 @@ def check_reachable(units: list[Unit], budget: Budget, total_cost: int) -> None:
     if (1 - budget.fraction_kept()) * total_cost > achievable:
         raise DiffpruneError(
             f"cannot {budget.describe()}: removing every prunable unit leaves "
-            f"{1 - achievable / total_cost:.1%} of UNet {budget.cost}; ask to keep at least that much"
+            f"{1 - achievable / total_cost:.1%} of the denoiser's {budget.cost}; ask to keep at least that much"
         )
 
 
