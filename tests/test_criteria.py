@@ -7,7 +7,7 @@ import pytest
 from test_ld_pruner import make_zero_effect
 from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
-from diffprune.criteria import ScoringContext, available_criteria, get_criterion
+from diffprune.criteria import BUILTIN_CRITERIA, ScoringContext, available_criteria, get_criterion, registry
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
@@ -32,6 +32,7 @@ def _context(pipeline, **settings):
 
 def test_registry_lists_headline_methods_and_baselines():
     assert set(available_criteria()) == {"ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"}
+    assert set(registry()) == set(BUILTIN_CRITERIA)  # every listed module registers the name it is listed under
     with pytest.raises(DiffpruneError, match="unknown criterion 'nope'; choose one of"):
         get_criterion("nope")
 

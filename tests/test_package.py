@@ -3,6 +3,8 @@
 import ast
 import importlib
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import diffprune
@@ -100,3 +102,10 @@ def test_no_import_cycles_between_modules():
     for module in graph:
         if module not in state:
             visit(module, [module])
+
+
+def test_the_command_line_parser_builds_without_importing_diffusers():
+    """`diffprune --help` must stay fast: naming the criteria and flags needs no model code."""
+    code = "from diffprune.cli import build_parser; build_parser(); import sys; print('diffusers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

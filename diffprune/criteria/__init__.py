@@ -19,38 +19,62 @@ criteria aim at the same budget the selection uses).
 
 from __future__ import annotations
 
+import sys
 import typing
+from importlib import import_module
 
-from diffprune.criteria.base import (
-    CRITERIA,
-    SCORE_NEUTRAL,
-    Criterion,
-    ScoringContext,
-    make_criterion,
-    options_of,
-    register,
-)
-from diffprune.criteria.gradflow import GradFlow
-from diffprune.criteria.ld_pruner import LDPruner
-from diffprune.criteria.magnitude import Magnitude
-from diffprune.criteria.output_loss import OutputLoss
-from diffprune.criteria.random import Random
-from diffprune.criteria.taylor import Taylor
 from diffprune.errors import DiffpruneError
+
+# The criteria that ship: registry key -> module (its class registers under the key with @register). Listed
+# here so naming them (the CLI's --help) does not import torch and diffusers; the modules load on first use.
+BUILTIN_CRITERIA = {
+    "gradflow": "gradflow",
+    "ld-pruner": "ld_pruner",
+    "magnitude": "magnitude",
+    "output-loss": "output_loss",
+    "random": "random",
+    "taylor": "taylor",
+}
+_CLASSES = {
+    "GradFlow": "gradflow",
+    "LDPruner": "ld_pruner",
+    "Magnitude": "magnitude",
+    "OutputLoss": "output_loss",
+    "Random": "random",
+    "Taylor": "taylor",
+}
+_BASE_NAMES = ("CRITERIA", "SCORE_NEUTRAL", "Criterion", "ScoringContext", "make_criterion", "options_of", "register")
+
+
+def __getattr__(name):
+    if name in _CLASSES:
+        return getattr(import_module(f"{__name__}.{_CLASSES[name]}"), name)
+    if name in _BASE_NAMES:
+        return getattr(import_module(f"{__name__}.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def registry() -> dict:
+    """{name: criterion class}: the built-in ones (imported here) and any a user registered."""
+    for module in BUILTIN_CRITERIA.values():
+        import_module(f"{__name__}.{module}")
+    return import_module(f"{__name__}.base").CRITERIA
 
 
 def available_criteria() -> list[str]:
-    return sorted(CRITERIA)
+    base = sys.modules.get(f"{__name__}.base")
+    return sorted(set(BUILTIN_CRITERIA) | set(base.CRITERIA if base else ()))
 
 
-def get_criterion(name: str, **options) -> Criterion:
+def get_criterion(name: str, **options):
     """The registered criterion `name` with `options` (its dataclass fields)."""
-    if name not in CRITERIA:
+    criteria = registry()
+    if name not in criteria:
         raise DiffpruneError(f"unknown criterion {name!r}; choose one of: {', '.join(available_criteria())}")
-    return make_criterion(CRITERIA[name], options)
+    return import_module(f"{__name__}.base").make_criterion(criteria[name], options)
 
 
-def resolve_criterion(criterion) -> Criterion:
+def resolve_criterion(criterion):
     """A name or an object with `score` -> the criterion object prune() runs."""
     if isinstance(criterion, str):
         return get_criterion(criterion)
@@ -66,10 +90,12 @@ def resolve_criterion(criterion) -> Criterion:
 
 def parse_option_values(name: str, pairs: list[str]) -> dict:
     """["statistic=paired", "steps=30"] -> typed options of criterion `name`, converted by its field types."""
-    if name not in CRITERIA:
+    criteria = registry()
+    if name not in criteria:
         raise DiffpruneError(f"unknown criterion {name!r}; choose one of: {', '.join(available_criteria())}")
     # `int | None` and the like convert by their first type
-    types = {key: (typing.get_args(kind) or (kind,))[0] for key, kind in options_of(CRITERIA[name]).items()}
+    options_of = import_module(f"{__name__}.base").options_of
+    types = {key: (typing.get_args(kind) or (kind,))[0] for key, kind in options_of(criteria[name]).items()}
     options = {}
     for pair in pairs:
         key, separator, text = pair.partition("=")
