@@ -43,6 +43,7 @@ def quiet_libraries() -> None:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every load
+    diffusers_logging.set_verbosity_error()  # also when diffusers was imported before the variable was set
 
 
 # Library errors name arguments in backticks (`num_inference_steps`); the CLI says the flag instead. Names that
@@ -81,9 +82,9 @@ def as_cli_message(message: str, flags: set[str], renamed: dict[str, str] = FLAG
 
 
 def main(argv: list[str] | None = None) -> int:
-    quiet_libraries()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --help and usage errors exit here, before any model library loads
+    quiet_libraries()
     try:
         return args.run(args) or 0
     except DiffpruneError as error:
