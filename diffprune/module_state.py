@@ -4,6 +4,8 @@ so library code may move, freeze or switch modes freely without changing the pip
 
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
 
 from torch import nn
@@ -37,3 +39,21 @@ def preserved(*modules: nn.Module):
                 submodule.training = training  # per module: train() would recurse into children
             for parameter, requires_grad in grad_flags:
                 parameter.requires_grad_(requires_grad)
+
+
+def leaves_pipelines_untouched(*parameter_names: str):
+    """Decorator: the pipelines passed as these parameters come back as they went in (see `preserved`)."""
+
+    def decorator(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            arguments = signature.bind(*args, **kwargs).arguments
+            pipelines = [arguments[name] for name in parameter_names if arguments.get(name) is not None]
+            with preserved(*pipeline_modules(*pipelines)):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -204,6 +204,41 @@ PIXEL_SCHEDULERS = {
 }
 
 
+def tiny_vae(levels: int = 2, **config):
+    """A tiny AutoencoderKL (random weights) whose latents are 2 ** (levels - 1) times smaller than the images."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8,) * (levels - 1) + (16,),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        sample_size=32,
+        **config,
+    ).eval()
+
+
+def tiny_clip_text_config(tokenizer, hidden_size: int, **overrides):
+    """A CLIPTextConfig for `tiny_tokenizer`'s vocabulary and 12-token prompts."""
+    from transformers import CLIPTextConfig
+
+    config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=12,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    return CLIPTextConfig(**{**config, **overrides})
+
+
 def make_scheduler(name: str):
     import diffusers
 
@@ -213,34 +248,13 @@ def make_scheduler(name: str):
 
 def tiny_sd_pipeline(scheduler: str = "dpm-solver"):
     """A complete, tiny Stable Diffusion pipeline (random weights) that generates in a second on a CPU."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=24,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            max_position_embeddings=12,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    ).eval()
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        sample_size=32,
-    ).eval()
+    text_encoder = CLIPTextModel(tiny_clip_text_config(tokenizer, hidden_size=24)).eval()
+    vae = tiny_vae()
     return StableDiffusionPipeline(
         unet=sd_unet(),
         vae=vae,
@@ -265,34 +279,14 @@ def tiny_sdxl_pipeline(scheduler: str = "euler"):
     """A complete, tiny SDXL pipeline (random weights) around `sdxl_unet`: two CLIP text encoders whose hidden
     states concatenate to its cross-attention width (16 + 16), the second's projection (32) as the pooled
     embedding, so text_embeds (32) + six time ids x 8 fill its 80-wide added embedding."""
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
-    text_config = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        max_position_embeddings=12,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config)).eval()
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config, projection_dim=32)).eval()
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        sample_size=32,
-    ).eval()
+    text_encoder = CLIPTextModel(tiny_clip_text_config(tokenizer, hidden_size=16)).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(tiny_clip_text_config(tokenizer, 16, projection_dim=32)).eval()
+    vae = tiny_vae()
     return StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -17,7 +17,7 @@ def _text(generator):
     return torch.randn(BATCH, TEXT_TOKENS, TEXT_DIM, generator=generator)
 
 
-def tiny_pixart():
+def tiny_pixart(sample_size: int = 8):
     model = PixArtTransformer2DModel(
         num_attention_heads=2,
         attention_head_dim=8,
@@ -25,7 +25,7 @@ def tiny_pixart():
         out_channels=8,
         num_layers=4,
         cross_attention_dim=16,
-        sample_size=8,
+        sample_size=sample_size,
         patch_size=2,
         caption_channels=TEXT_DIM,
         use_additional_conditions=False,
@@ -65,12 +65,12 @@ def tiny_dit():
     return model, inputs
 
 
-def tiny_sd3():
+def tiny_sd3(num_layers: int = 5, dual_attention_layers=(0, 2)):
     model = SD3Transformer2DModel(
         sample_size=8,
         patch_size=2,
         in_channels=4,
-        num_layers=5,
+        num_layers=num_layers,
         attention_head_dim=8,
         num_attention_heads=2,
         joint_attention_dim=TEXT_DIM,
@@ -78,7 +78,7 @@ def tiny_sd3():
         pooled_projection_dim=8,
         out_channels=4,
         pos_embed_max_size=16,
-        dual_attention_layers=(0, 2),
+        dual_attention_layers=dual_attention_layers,
     )
 
     def inputs(generator):
@@ -158,52 +158,23 @@ def _tiny_t5(vocab_size: int):
     return T5EncoderModel(config).eval()
 
 
-def _tiny_vae(levels: int = 2, **config):
-    """A tiny AutoencoderKL with 2 ** (levels - 1) times smaller latents."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        block_out_channels=(8,) * (levels - 1) + (16,),
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels,
-        sample_size=16,
-        **config,
-    ).eval()
-
-
 def tiny_pixart_sigma_pipeline():
     """PixArt-Sigma as it ships (T5 text encoder, DPM-Solver with linear betas, a learnt-sigma transformer, an
     8x VAE, resolution binning), at its smallest bin: 256x256 images, 32x32 latents. The tokenizer is the tests'
     tiny CLIP one: the pipeline only needs ids and a mask."""
     from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline
-    from tiny_models import tiny_tokenizer
+    from tiny_models import tiny_tokenizer, tiny_vae
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
-    transformer = PixArtTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=8,
-        num_layers=4,
-        cross_attention_dim=16,
-        sample_size=32,
-        patch_size=2,
-        caption_channels=TEXT_DIM,
-        use_additional_conditions=False,
-        norm_type="ada_norm_single",
-    )
+    transformer, _ = tiny_pixart(sample_size=32)  # PixArt-Sigma bins resolutions from 32 latents up
     scheduler = DPMSolverMultistepScheduler(
         beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
     )
     return PixArtSigmaPipeline(
         tokenizer=tokenizer,
         text_encoder=_tiny_t5(len(tokenizer)),
-        vae=_tiny_vae(levels=4),
+        vae=tiny_vae(levels=4),
         transformer=transformer.eval(),
         scheduler=scheduler,
     )
@@ -213,25 +184,12 @@ def tiny_flux_pipeline():
     """FLUX.1-dev as it ships (CLIP + T5 text encoders, flow-matching Euler with dynamic shifting, guidance
     embedding, packed 2x2 latents), shrunk to 16x16 images."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
-    from tiny_models import tiny_tokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from tiny_models import tiny_clip_text_config, tiny_tokenizer, tiny_vae
+    from transformers import CLIPTextModel
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
-    clip = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=24,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=1,
-            max_position_embeddings=12,
-            projection_dim=8,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    ).eval()
+    clip = CLIPTextModel(tiny_clip_text_config(tokenizer, 24, num_hidden_layers=1, projection_dim=8)).eval()
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=16,
@@ -255,7 +213,7 @@ def tiny_flux_pipeline():
     )
     pipeline = FluxPipeline(
         scheduler=scheduler,
-        vae=_tiny_vae(scaling_factor=0.3611, shift_factor=0.1159),
+        vae=tiny_vae(scaling_factor=0.3611, shift_factor=0.1159),
         text_encoder=clip,
         tokenizer=tokenizer,
         text_encoder_2=_tiny_t5(len(tokenizer)),
@@ -270,44 +228,22 @@ def tiny_sd3_pipeline():
     """Stable Diffusion 3 as it ships (two CLIP encoders with projections, T5 left out as the pipeline allows,
     flow-matching Euler with shift 3, joint blocks, the last one text-dropping), at 16x16 images."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
-    from tiny_models import tiny_tokenizer
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from tiny_models import tiny_clip_text_config, tiny_tokenizer, tiny_vae
+    from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
 
     def clip():
-        config = CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=8,
-            intermediate_size=16,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            max_position_embeddings=12,
-            projection_dim=4,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-        return CLIPTextModelWithProjection(config).eval()
+        return CLIPTextModelWithProjection(
+            tiny_clip_text_config(tokenizer, 8, intermediate_size=16, projection_dim=4)
+        ).eval()
 
-    transformer = SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        num_layers=4,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=TEXT_DIM,
-        caption_projection_dim=16,
-        pooled_projection_dim=8,
-        out_channels=4,
-        pos_embed_max_size=16,
-    ).eval()
+    transformer, _ = tiny_sd3(num_layers=4, dual_attention_layers=())
     return StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_tiny_vae(scaling_factor=1.5305, shift_factor=0.0609),
+        vae=tiny_vae(scaling_factor=1.5305, shift_factor=0.0609),
         text_encoder=clip(),
         tokenizer=tokenizer,
         text_encoder_2=clip(),

@@ -14,6 +14,7 @@ weights, so the pruned model keeps their precision, and the input pipeline is ne
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -29,7 +30,7 @@ from diffprune.devices import placement_of, torch_dtype
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.components import pipeline_in_dtype, with_denoiser
-from diffprune.module_state import pipeline_modules, preserved
+from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
@@ -79,6 +80,7 @@ def _fingerprint(unet) -> str:
     return hashlib.sha256(f"{config}|{count_parameters(unet)}".encode()).hexdigest()[:16]
 
 
+@leaves_pipelines_untouched("pipeline")
 def prune(
     pipeline,
     criterion: str | Criterion = "ld-pruner",
@@ -113,39 +115,8 @@ def prune(
     if variants_per_batch < 1:
         raise DiffpruneError("`variants_per_batch` must be at least 1")
     criterion = resolve_criterion(criterion)
-    calibration = calibration or CalibrationSettings()
-    calibration.show_progress = show_progress
-    with preserved(*pipeline_modules(pipeline)):
-        return _prune(
-            pipeline,
-            criterion,
-            budget,
-            unit_filter,
-            rounds,
-            calibration,
-            work_dir,
-            variants_per_batch,
-            ranking,
-            show_progress,
-            source,
-            dtype,
-        )
-
-
-def _prune(
-    pipeline,
-    criterion,
-    budget,
-    unit_filter,
-    rounds,
-    calibration,
-    work_dir,
-    variants_per_batch,
-    ranking,
-    show_progress,
-    source,
-    dtype,
-) -> PruneResult:
+    # a copy: the caller's settings are left as they were
+    calibration = dataclasses.replace(calibration or CalibrationSettings(), show_progress=show_progress)
     criterion_name, criterion_settings, uses_budget = describe(criterion)
     scoring_dtype = torch_dtype(dtype, placement_of(denoiser_of(pipeline)).device)
     scoring_pipeline = pipeline_in_dtype(pipeline, scoring_dtype)

@@ -19,6 +19,7 @@ batch is put on the device and dtype of the model it feeds (devices.place).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.training_noise import TrainingNoise
-from diffprune.module_state import pipeline_modules, preserved
+from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.recovery.checkpoints import load_checkpoint, save_checkpoint
 from diffprune.tensors import output_tensor
 
@@ -117,6 +118,7 @@ def mixed_precision_for(settings: DistillSettings, dtype: torch.dtype, device: t
     return chosen
 
 
+@leaves_pipelines_untouched("student_pipeline", "teacher_pipeline")  # the teacher moves to the device
 def distill(
     student_pipeline,
     teacher_pipeline,
@@ -132,19 +134,14 @@ def distill(
     dtype: "fp32", "bf16" or "fp16" (GPU) for the returned UNet (and, unless settings.mixed_precision says
     otherwise, the autocast precision of training); None keeps the student pipeline's dtype.
     """
-    with preserved(*pipeline_modules(student_pipeline, teacher_pipeline)):  # the teacher moves to the device
-        return _distill(student_pipeline, teacher_pipeline, settings, calibration, work_dir, show_progress, dtype)
-
-
-def _distill(student_pipeline, teacher_pipeline, settings, calibration, work_dir, show_progress, dtype):
     from diffusers.training_utils import EMAModel
 
     from diffprune.devices import place, placement_of, torch_dtype
     from diffprune.distributed import accelerator_for, training_device
 
     settings = settings or DistillSettings()
-    calibration = calibration or CalibrationSettings(num_samples=64)
-    calibration.show_progress = show_progress
+    # a copy: the caller's settings are left as they were
+    calibration = dataclasses.replace(calibration or CalibrationSettings(num_samples=64), show_progress=show_progress)
     if type(student_pipeline) is not type(teacher_pipeline):
         raise DiffpruneError(
             f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
