@@ -2,6 +2,7 @@
 score (digits-clip) for text-to-image, at several MAC budgets, without fine-tuning, in one run.
 
     .venv/bin/python eval/benchmark_criteria.py [--models digits-ddpm,digits-t2i] [--budgets 0.9,0.8,0.7,0.6]
+        [--distill-steps N]   (also distil every cut from the original and evaluate it: "<criterion> + distill")
 
 Each (criterion, budget) cut is evaluated with `--repeats` different sample seeds; `random` also draws a new
 selection per repeat. Scores of budget-blind criteria are computed once per model and reused across
@@ -31,12 +32,20 @@ from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
 from diffprune.pruning.selection import Budget  # noqa: E402
+from diffprune.recovery.distillation import DistillSettings, distill  # noqa: E402
 
-FEATURES = {"digits-ddpm": "digits-features", "digits-t2i": "digits-features", "tones-audio": "tones-features"}
+FEATURES = {
+    "digits-ddpm": "digits-features",
+    "digits-t2i": "digits-features",
+    "digits-sd3": "digits-features",
+    "tones-audio": "tones-features",
+}
+TEXT_MODELS = ("digits-t2i", "digits-sd3")  # scored with CLIP (digits-clip) as well
+DISTILLED = " + distill"
 
 
 def quality(pipeline, original, model, args, seed):
-    metrics = ("fid", "clip") if model == "digits-t2i" else ("fid",)
+    metrics = ("fid", "clip") if model in TEXT_MODELS else ("fid",)
     report = evaluate(
         pipeline,
         reference=original,
@@ -45,7 +54,7 @@ def quality(pipeline, original, model, args, seed):
         seed=seed,
         num_inference_steps=args.eval_steps,
         fid_features=FEATURES[model],
-        clip_model="digits-clip" if model == "digits-t2i" else None,
+        clip_model="digits-clip" if model in TEXT_MODELS else None,
         show_progress=False,
     )
     results = report["results"]
@@ -102,6 +111,8 @@ def run_model(model, args, work_root):
                 cuts[(spec, keep)] = {"results": results, "seconds": time.perf_counter() - started}
                 print(f"{model} {spec:12s} keep {keep:.1f}: cut in {cuts[(spec, keep)]['seconds']:.0f} s", flush=True)
 
+    if args.distill_steps:
+        distill_cuts(original, cuts, calibration, args)
     scores = {key: {"fid": [], "clip": []} for key in cuts}
     original_clip = []
     for repeat in range(args.repeats):
@@ -109,17 +120,17 @@ def run_model(model, args, work_root):
         models = {"original": original}
         for label, key in labels.items():
             results = cuts[key]["results"]
-            models[label] = results[repeat % len(results)].pipeline
+            models[label] = results[repeat % len(results)].pipeline if DISTILLED not in key[0] else results[0]
         run = run_evaluation(
             load_models(models),
             "original",
             EvaluationSettings(
-                metrics=("fid", "clip") if model == "digits-t2i" else ("fid",),
+                metrics=("fid", "clip") if model in TEXT_MODELS else ("fid",),
                 num_samples=args.eval_samples,
                 seed=1000 * repeat,
                 num_inference_steps=args.eval_steps,
                 fid_features=FEATURES[model],
-                clip_model="digits-clip" if model == "digits-t2i" else None,
+                clip_model="digits-clip" if model in TEXT_MODELS else None,
                 show_progress=False,
             ),
         )
@@ -133,7 +144,7 @@ def run_model(model, args, work_root):
 
     rows = []
     for (spec, keep), cut in cuts.items():
-        first = cut["results"][0]
+        first = cut["results"][0] if DISTILLED not in spec else cut["cut"]
         rows.append(
             {
                 "criterion": spec,
@@ -154,6 +165,24 @@ def run_model(model, args, work_root):
     return rows, (statistics.mean(original_clip) if original_clip else None)
 
 
+def distill_cuts(original, cuts, calibration, args) -> None:
+    """Add a distilled copy of every cut (`spec + distill`): the original teaches it for args.distill_steps steps
+    on its own generations (data-free, task + output + feature losses 1/1/1). `random` distils its first draw."""
+    for (spec, keep), cut in list(cuts.items()):
+        started = time.perf_counter()
+        first = cut["results"][0]
+        distilled, _ = distill(
+            first.pipeline,
+            original,
+            DistillSettings(steps=args.distill_steps, batch_size=args.distill_batch, learning_rate=args.distill_lr),
+            CalibrationSettings(**{**calibration, "num_samples": args.distill_samples}),
+            show_progress=False,
+        )
+        seconds = time.perf_counter() - started
+        cuts[(spec + DISTILLED, keep)] = {"results": [distilled], "cut": first, "seconds": cut["seconds"] + seconds}
+        print(f"{spec:12s} keep {keep:.1f}: distilled in {seconds:.0f} s", flush=True)
+
+
 def name_kind(name: str) -> str:
     """A unit's kind read off its module path (the report's unit list has it too; names suffice here)."""
     leaf = name.rsplit(".", 1)[-1]
@@ -164,7 +193,7 @@ def name_kind(name: str) -> str:
         "resnet"
         if ".resnets." in name
         else "transformer block"
-        if ".transformer_blocks." in name
+        if "transformer_blocks." in name
         else "attention block"
     )
 
@@ -188,15 +217,20 @@ def pareto_plot(model, rows, path):
     for criterion in dict.fromkeys(row["criterion"] for row in rows):
         mine = sorted((r for r in rows if r["criterion"] == criterion), key=lambda r: r["kept"])
         kept = [r["kept"] for r in mine]
-        axes[0][0].plot(kept, [statistics.mean(r["fid"]) for r in mine], "o-", label=criterion)
+        style = "s--" if DISTILLED in criterion else "o-"
+        axes[0][0].plot(kept, [statistics.mean(r["fid"]) for r in mine], style, label=criterion)
         if panels == 2:
-            axes[0][1].plot(kept, [statistics.mean(r["clip"]) for r in mine], "o-", label=criterion)
+            axes[0][1].plot(kept, [statistics.mean(r["clip"]) for r in mine], style, label=criterion)
     axes[0][0].set(
-        xlabel="fraction of UNet MACs kept (measured)", ylabel="FID vs original (lower is better)", title=model
+        xlabel="fraction of the denoiser's MACs kept (measured)",
+        ylabel="FID vs original (lower is better)",
+        title=model,
     )
     if panels == 2:
         axes[0][1].set(
-            xlabel="fraction of UNet MACs kept (measured)", ylabel="CLIP score (higher is better)", title=model
+            xlabel="fraction of the denoiser's MACs kept (measured)",
+            ylabel="CLIP score (higher is better)",
+            title=model,
         )
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
@@ -218,6 +252,10 @@ def main():
     parser.add_argument("--inference-steps", type=int, default=10)
     parser.add_argument("--eval-samples", type=int, default=64)
     parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--distill-steps", type=int, default=0, help="also distil every cut this many steps")
+    parser.add_argument("--distill-batch", type=int, default=8)
+    parser.add_argument("--distill-lr", type=float, default=3e-4)
+    parser.add_argument("--distill-samples", type=int, default=64, help="teacher generations used as data")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (run models in parallel with 1)")
     parser.add_argument("--section", default="", help="suffix of the results section (to keep a focused run apart)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
@@ -243,7 +281,7 @@ def main():
             lines.append(
                 "| criterion | keep_macs | MACs kept (measured) | units removed | FID vs original | "
                 + ("CLIP score | " if has_clip else "")
-                + "scoring + cut time |"
+                + "scoring + cut (+ distillation) time |"
             )
             lines.append("|---|---:|---:|---:|---:|" + ("---:|" if has_clip else "") + "---:|")
             for row in sorted(rows, key=lambda r: (-r["keep"], statistics.mean(r["fid"]))):

@@ -15,7 +15,6 @@ import diffprune
 from diffprune.cli import main
 from diffprune.criteria import ScoringContext, get_criterion
 from diffprune.criteria.score_store import ScoreStore
-from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.components import with_denoiser
 from diffprune.models.generation import final_latents
@@ -94,18 +93,6 @@ def test_prune_saves_a_cut_that_stock_diffusers_reloads(flux, tmp_path):
     original = with_denoiser(flux, flux.transformer)
     report = diffprune.evaluate(result.pipeline, reference=original, metrics="macs", num_samples=1, show_progress=False)
     assert report["results"]["macs"] < report["reference_results"]["macs"]
-
-
-def test_loss_based_criteria_are_refused_in_one_line(flux):
-    with pytest.raises(DiffpruneError, match="do not support diffusion transformers yet") as refused:
-        diffprune.prune(
-            flux,
-            "taylor",
-            diffprune.Budget(num_units=1),
-            calibration=CalibrationSettings(**CALIBRATION),
-            show_progress=False,
-        )
-    assert "\n" not in str(refused.value)
 
 
 def test_the_cli_prunes_and_lists_a_transformer_pipeline(flux, tmp_path, capsys):

@@ -32,7 +32,7 @@ class OutputLoss(Criterion):
         per_batch = context.variants_per_batch
         with torch.no_grad():
             with gated(unet, units, variant_values(units, [already])):
-                references = [unet(x, t, **adapter.conditioning(i)).sample for x, t, i in inputs]
+                references = [adapter.predict(unet, x, t, adapter.conditioning(i)) for x, t, i in inputs]
             for start in tqdm(range(0, len(pending), per_batch), desc="output-loss", disable=not context.show_progress):
                 group = pending[start : start + per_batch]
                 totals = torch.zeros(len(group))
@@ -41,9 +41,9 @@ class OutputLoss(Criterion):
                         conditioning = {
                             k: v.repeat_interleave(len(group), 0) for k, v in adapter.conditioning(indices).items()
                         }
-                        output = unet(
-                            x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), **conditioning
-                        ).sample
+                        output = adapter.predict(
+                            unet, x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), conditioning
+                        )
                         output = output.view(x.shape[0], len(group), *output.shape[1:])
                         totals += (output - reference[:, None]).float().square().flatten(2).mean(2).mean(0).cpu()
                 context.store.put_many(

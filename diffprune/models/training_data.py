@@ -51,11 +51,15 @@ def _autoencoder(pipeline):
 
 
 def encode_images(pipeline, files: list[Path]) -> torch.Tensor:
-    """Clean latents [N, C, h, w] for these image files, in the UNet's latent space."""
-    unet, autoencoder = pipeline.unet, _autoencoder(pipeline)
-    size = unet.config.sample_size
+    """Clean latents for these image files, in the layout and space of the pipeline's final latents: VAE mean
+    minus shift_factor (SD3, FLUX) times scaling_factor, VQ-VAE latents, or pixels; FLUX's packed 2x2 tokens."""
+    from diffprune.structure.denoiser import denoiser_of
+
+    denoiser, autoencoder = denoiser_of(pipeline), _autoencoder(pipeline)
+    packed = hasattr(pipeline, "_pack_latents")  # FLUX: its latents are 2x2 patches packed into tokens
+    size = pipeline.default_sample_size if packed else denoiser.config.sample_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    channels = unet.config.in_channels
+    channels = denoiser.config.in_channels
     if autoencoder is not None:
         factor = 2 ** (len(autoencoder.config.block_out_channels) - 1)
         height, width, channels = height * factor, width * factor, autoencoder.config.in_channels
@@ -63,12 +67,15 @@ def encode_images(pipeline, files: list[Path]) -> torch.Tensor:
     pixels = np.stack([np.asarray(Image.open(f).convert(mode).resize((width, height), Image.BICUBIC)) for f in files])
     pixels = torch.from_numpy(pixels).float().div(127.5).sub(1)
     pixels = pixels[:, None] if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
-    parameter = next(unet.parameters())
+    parameter = next(denoiser.parameters())
     if autoencoder is None:
         return pixels.to(parameter.device, parameter.dtype)
     with torch.no_grad():
         pixels = pixels.to(next(autoencoder.parameters()).device, next(autoencoder.parameters()).dtype)
         encoded = autoencoder.encode(pixels)
         latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
-        latents = latents * getattr(autoencoder.config, "scaling_factor", 1.0)
+        shift = getattr(autoencoder.config, "shift_factor", None) or 0.0
+        latents = (latents - shift) * getattr(autoencoder.config, "scaling_factor", 1.0)
+    if packed:
+        latents = pipeline._pack_latents(latents, *latents.shape)
     return latents.to(parameter.device, parameter.dtype)

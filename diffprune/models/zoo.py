@@ -17,6 +17,7 @@ from diffprune.errors import DiffpruneError
 BUNDLED: dict[str, str] = {
     "digits-ddpm": "digits-ddpm",  # diffusers DDPMPipeline, 16x16 grayscale digits
     "digits-t2i": "digits-t2i",  # diffusers StableDiffusionPipeline, 16x16 digits from prompts
+    "digits-sd3": "digits-sd3",  # diffusers StableDiffusion3Pipeline (diffusion transformer), 16x16 digits
     "tones-audio": "tones-audio",  # diffusers AudioDiffusionPipeline, 32x32 mels at 8 kHz
     "digits-clip": "digits-clip",  # transformers CLIPModel + CLIPProcessor
     "digits-features": "digits-features",  # diffprune.evaluation.metrics.feature_networks.FeatureClassifier (FID space, digits)

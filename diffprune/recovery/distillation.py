@@ -3,7 +3,8 @@
 loss = w_task * ||eps_student - target||^2                      (the denoising loss)
      + w_output * ||eps_student - eps_teacher||^2               (output distillation)
      + w_feature * sum_b ||h_b,student - h_b,teacher||^2        (feature distillation at block outputs)
-Blocks are paired by name (down_blocks.i, mid_block, up_blocks.i exist in both, whatever was cut inside).
+Blocks are paired by name in UNets (down_blocks.i, mid_block, up_blocks.i exist in both, whatever was cut
+inside) and by the last block of each stack in diffusion transformers (matched_blocks).
 With w_output = w_feature = 0 this is plain fine-tuning without the teacher (the benchmark's control).
 Data-free by default: clean latents are the teacher's own generations from the calibration set.
 accelerate handles data parallelism (each process takes its share of every batch) and mixed precision;
@@ -32,6 +33,8 @@ from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.recovery.checkpoints import load_checkpoint, save_checkpoint
+from diffprune.structure.denoiser import denoiser_of
+from diffprune.structure.transformer_depth import TWO_STREAM_BLOCKS, is_diffusion_transformer, stacks_of
 from diffprune.tensors import output_tensor
 
 MATCHED_BLOCK_LISTS = ("down_blocks", "up_blocks")
@@ -64,31 +67,47 @@ class DistillSettings:
         return self.output_weight > 0 or self.feature_weight > 0
 
 
-def matched_block_names(student, teacher) -> list[str]:
-    """Top-level blocks present in both models: their outputs have the same meaning and shape."""
-    names = []
+def matched_blocks(student, teacher) -> dict[str, tuple[str, str]]:
+    """Blocks whose outputs have the same meaning and shape in both models: {name: (student path, teacher path)}.
+
+    UNets: the top-level blocks present in both (down_blocks.i, mid_block, up_blocks.i, whatever was cut
+    inside). Diffusion transformers: the last block of each stack (what enters the output layer, or FLUX's
+    single-stream stack), since a depth cut renumbers the blocks in between.
+    """
+    if is_diffusion_transformer(teacher):
+        pairs = {}
+        for attribute, _ in stacks_of(teacher):
+            last = f"{attribute}.{{}}"
+            pairs[f"{attribute}[-1]"] = (
+                last.format(len(getattr(student, attribute)) - 1),
+                last.format(len(getattr(teacher, attribute)) - 1),
+            )
+        return pairs
+    pairs = {}
     for list_name in MATCHED_BLOCK_LISTS:
         count = min(len(getattr(student, list_name)), len(getattr(teacher, list_name)))
-        names += [f"{list_name}.{index}" for index in range(count)]
+        pairs.update({f"{list_name}.{index}": (f"{list_name}.{index}",) * 2 for index in range(count)})
     if student.mid_block is not None and teacher.mid_block is not None:
-        names.append("mid_block")
-    return names
+        pairs["mid_block"] = ("mid_block", "mid_block")
+    return pairs
 
 
 class BlockOutputs:
-    """Forward hooks that record the main output tensor of named blocks."""
+    """Forward hooks that record the main output tensor of blocks, by name ({name: module path});
+    two-stream transformer blocks return (text, image) states: the image stream is recorded."""
 
-    def __init__(self, model, names):
+    def __init__(self, model, paths: dict[str, str]):
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = [
-            model.get_submodule(name).register_forward_hook(
-                lambda module, args, output, name=name: self._keep(name, output)
+            model.get_submodule(path).register_forward_hook(
+                lambda module, args, output, name=name: self._keep(name, module, output)
             )
-            for name in names
+            for name, path in paths.items()
         ]
 
-    def _keep(self, name, output):
-        self.outputs[name] = output_tensor(output)
+    def _keep(self, name, module, output):
+        two_streams = type(module).__name__ in TWO_STREAM_BLOCKS and isinstance(output, tuple)
+        self.outputs[name] = output[-1] if two_streams else output_tensor(output)
 
     def remove(self):
         for handle in self._handles:
@@ -128,10 +147,10 @@ def distill(
     show_progress: bool = True,
     dtype: str | None = None,
 ):
-    """Train the student pipeline's UNet toward the teacher; returns a new pipeline (inputs untouched) and
+    """Train the student pipeline's denoiser (UNet or transformer) toward the teacher; returns a new pipeline (inputs untouched) and
     the loss history. With work_dir, checkpoints are written there and an interrupted run resumes.
 
-    dtype: "fp32", "bf16" or "fp16" (GPU) for the returned UNet (and, unless settings.mixed_precision says
+    dtype: "fp32", "bf16" or "fp16" (GPU) for the returned denoiser (and, unless settings.mixed_precision says
     otherwise, the autocast precision of training); None keeps the student pipeline's dtype.
     """
     from diffusers.training_utils import EMAModel
@@ -147,12 +166,13 @@ def distill(
             f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
             "distill from the pipeline the student was pruned from"
         )
-    student_placement = placement_of(student_pipeline.unet)
+    student_placement = placement_of(denoiser_of(student_pipeline))
     result_dtype = torch_dtype(dtype, student_placement.device) or student_placement.dtype
     device = training_device(student_placement.device)
     accelerator = accelerator_for(device, mixed_precision_for(settings, result_dtype, device))
     teacher_adapter = adapter_for(teacher_pipeline, calibration)
-    teacher = teacher_pipeline.unet.eval().requires_grad_(False).to(device)
+    teacher_adapter.check_losses_supported()
+    teacher = denoiser_of(teacher_pipeline).eval().requires_grad_(False).to(device)
     user_latents = teacher_adapter.user_latents()
     clean_latents = (  # the user's images, or data-free: the teacher's own generations
         user_latents.float().cpu()
@@ -161,7 +181,9 @@ def distill(
     )
 
     # fp32 master weights, however the pipeline is stored.
-    student = copy.deepcopy(student_pipeline.unet).to(device=device, dtype=torch.float32).train().requires_grad_(True)
+    student = (
+        copy.deepcopy(denoiser_of(student_pipeline)).to(device=device, dtype=torch.float32).train().requires_grad_(True)
+    )
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     student, optimizer = accelerator.prepare(student, optimizer)
     unwrapped = accelerator.unwrap_model(student)
@@ -178,9 +200,9 @@ def distill(
             for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params, strict=True):
                 shadow.copy_(ema_state[name])
             ema.optimization_step = extra.get("ema_step", 0)
-    names = matched_block_names(unwrapped, teacher)
-    student_hooks = BlockOutputs(unwrapped, names)
-    teacher_hooks = BlockOutputs(teacher, names)
+    pairs = matched_blocks(unwrapped, teacher)
+    student_hooks = BlockOutputs(unwrapped, {name: paths[0] for name, paths in pairs.items()})
+    teacher_hooks = BlockOutputs(teacher, {name: paths[1] for name, paths in pairs.items()})
     training_noise = TrainingNoise.for_pipeline(teacher_pipeline)
     student_adapter = adapter_for(student_pipeline, calibration)
     count = clean_latents.shape[0]
@@ -205,11 +227,13 @@ def distill(
         teacher_prediction = None
         if settings.uses_teacher:
             with torch.no_grad():
-                teacher_inputs = place((batch.noisy, batch.timesteps, conditioning), teacher)
-                teacher_prediction = teacher(*teacher_inputs[:2], **teacher_inputs[2]).sample
+                teacher_prediction = teacher_adapter.predict(
+                    teacher, *place((batch.noisy, batch.timesteps, conditioning), teacher)
+                )
         with accelerator.autocast():
-            student_inputs = place((batch.noisy, batch.timesteps, conditioning), unwrapped)
-            student_prediction = student(*student_inputs[:2], **student_inputs[2]).sample
+            student_prediction = student_adapter.predict(
+                student, *place((batch.noisy, batch.timesteps, conditioning), unwrapped)
+            )
             loss, parts = distillation_loss(
                 student_prediction,
                 batch.target,
@@ -248,7 +272,7 @@ def distill(
     if ema is not None:
         ema.copy_to(final.parameters())
     final = final.to(device=student_placement.device, dtype=result_dtype)
-    from diffprune.models.components import with_unet
+    from diffprune.models.components import with_denoiser
 
-    pipeline = with_unet(student_pipeline, final)
+    pipeline = with_denoiser(student_pipeline, final)
     return pipeline, history

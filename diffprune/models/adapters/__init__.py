@@ -1,4 +1,5 @@
-"""Task adapters: the only code that knows a pipeline family (text-to-image, unconditional image, audio).
+"""Task adapters: the only code that knows a pipeline family (text-to-image UNets, text-to-image diffusion
+transformers, unconditional image, audio).
 
 `adapter_for(pipeline, settings)` picks one by the pipeline's family (generation.pipeline_family, judged by
 its components, not by a table of pipeline names).
@@ -6,7 +7,10 @@ its components, not by a table of pipeline names).
 
 from diffprune.models.adapters.base import CalibrationSettings, TaskAdapter
 from diffprune.models.adapters.text_conditioned import TextConditionedAdapter
+from diffprune.models.adapters.transformer_text import TransformerTextAdapter
 from diffprune.models.adapters.unconditional import UnconditionalAdapter
+from diffprune.structure.denoiser import denoiser_of
+from diffprune.structure.transformer_depth import is_diffusion_transformer
 
 
 def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
@@ -15,7 +19,12 @@ def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAd
 
     check_has_denoiser(pipeline)
     settings = settings or CalibrationSettings()
-    adapter_class = TextConditionedAdapter if takes_prompts(pipeline) else UnconditionalAdapter
+    if not takes_prompts(pipeline):
+        adapter_class = UnconditionalAdapter
+    elif is_diffusion_transformer(denoiser_of(pipeline)):
+        adapter_class = TransformerTextAdapter
+    else:
+        adapter_class = TextConditionedAdapter
     return adapter_class(pipeline, settings)
 
 

@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 from diffprune.errors import DiffpruneError
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.structure.denoiser import denoiser_of
-from diffprune.structure.transformer_depth import is_diffusion_transformer
 
 
 @dataclass
@@ -137,26 +136,25 @@ class TaskAdapter(ABC):
             self.pipeline, prompts, generators, self.settings.num_inference_steps, self.settings.guidance_scale
         )
 
-    def check_losses_supported(self, model=None) -> None:
-        """The training-time losses call the denoiser with each family's signature; transformers' are not wired."""
-        if is_diffusion_transformer(model if model is not None else self.denoiser):
-            raise DiffpruneError(
-                "loss-based criteria (taylor, output-loss, gradflow) and distillation do not support diffusion "
-                "transformers yet; use `criterion` ld-pruner, magnitude or random"
-            )
+    def check_losses_supported(self, model=None) -> None:  # noqa: B027 (a hook: most families support losses)
+        """Raises where the training-time losses cannot call this denoiser (families override)."""
 
     @abstractmethod
     def conditioning(self, sample_indices) -> dict:
-        """Keyword arguments for the UNet besides sample and timestep, for these calibration samples."""
+        """Keyword arguments for the denoiser besides sample and timestep, for these calibration samples."""
+
+    def predict(self, model, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict) -> torch.Tensor:
+        """`model`'s prediction (the pipeline's denoiser, or a copy or cut of it) for `noisy` at `timesteps`, in
+        the latents' layout, called with the family's signature (UNets: sample, timestep, **conditioning)."""
+        return model(noisy, timesteps, **conditioning).sample
 
     def denoising_loss(
-        self, unet, clean: torch.Tensor, sample_indices, generator: torch.Generator, reduction: str = "mean"
+        self, model, clean: torch.Tensor, sample_indices, generator: torch.Generator, reduction: str = "mean"
     ) -> torch.Tensor:
-        """The diffusion training loss of `unet` on clean latents: noise them at random timesteps and compare
+        """The diffusion training loss of `model` on clean latents: noise them at random timesteps and compare
         the prediction with its target, the way the model was trained (training_noise.py)."""
-        self.check_losses_supported(unet)
+        self.check_losses_supported(model)
         batch = self.training_noise.draw(clean, generator)
-        prediction = unet(batch.noisy, batch.timesteps, **self.conditioning(sample_indices)).sample
-        target = batch.target
-        loss = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
+        prediction = self.predict(model, batch.noisy, batch.timesteps, self.conditioning(sample_indices))
+        loss = F.mse_loss(prediction.float(), batch.target.float(), reduction="none").flatten(1).mean(1)
         return loss.mean() if reduction == "mean" else loss

@@ -22,23 +22,28 @@ class TextConditionedAdapter(TaskAdapter):
 
             prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
-        self._embeddings: dict[int, torch.Tensor] = {}
+        self._encoded: dict[int, dict[str, torch.Tensor]] = {}
 
     def prompts_for(self, sample_indices) -> list[str]:
         return [self.prompts[i] for i in sample_indices]
 
+    def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """The denoiser's text inputs for these prompts, without guidance (the training-time conditioning)."""
+        if getattr(self.pipeline, "text_encoder_2", None) is not None:
+            raise DiffpruneError(
+                "loss-based criteria and distillation do not support SDXL's two text encoders yet; use ld-pruner"
+            )
+        embeddings = self.pipeline.encode_prompt(prompts, self.device, 1, do_classifier_free_guidance=False)[0]
+        return {"encoder_hidden_states": embeddings}
+
     def conditioning(self, sample_indices) -> dict:
-        """Prompt embeddings without guidance (the training-time conditioning), cached per sample."""
+        """The denoiser's conditioning for these calibration samples, encoded once per sample."""
         self.check_losses_supported()
-        missing = [i for i in sample_indices if i not in self._embeddings]
+        missing = [i for i in sample_indices if i not in self._encoded]
         if missing:
-            if getattr(self.pipeline, "text_encoder_2", None) is not None:
-                raise DiffpruneError(
-                    "loss-based criteria and distillation do not support SDXL's two text encoders yet; use ld-pruner"
-                )
             with torch.no_grad():
-                embeddings = self.pipeline.encode_prompt(
-                    [self.prompts[i] for i in missing], self.device, 1, do_classifier_free_guidance=False
-                )[0]
-            self._embeddings.update({i: e for i, e in zip(missing, embeddings, strict=True)})
-        return {"encoder_hidden_states": torch.stack([self._embeddings[i] for i in sample_indices])}
+                encoded = self.encode([self.prompts[i] for i in missing])
+            for position, index in enumerate(missing):
+                self._encoded[index] = {key: value[position] for key, value in encoded.items()}
+        samples = [self._encoded[i] for i in sample_indices]
+        return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
