@@ -1,4 +1,4 @@
-"""`diffprune demo`: prune every bundled model with LD-Pruner to 70% of its UNet MACs, evaluate each against
+"""`diffprune demo`: prune every bundled model with LD-Pruner to 70% of its denoiser's MACs (UNet or transformer), evaluate each against
 its original (FID, CLIP score for text-to-image, latency, MACs), write comparison grids and one HTML page.
 
 Sized to finish in a few minutes on 2 CPU cores: small calibration sets and sample counts (say so, and
@@ -16,6 +16,7 @@ from diffprune.errors import DiffpruneError
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps, evaluation samples)
     "digits-t2i": (16, 10, 40),
+    "digits-sd3": (16, 10, 40),  # a diffusion transformer (StableDiffusion3Pipeline)
     "digits-ddpm": (16, 10, 40),
     "tones-audio": (12, 10, 24),
 }
@@ -58,7 +59,7 @@ def run(args) -> int:
     started = time.perf_counter()
     for name in names:
         calibration_samples, steps, evaluation_samples = DEMO_MODELS[name]
-        print(f"\n=== {name}: {args.criterion} to {args.keep_macs:.0%} of UNet MACs ===", flush=True)
+        print(f"\n=== {name}: {args.criterion} to {args.keep_macs:.0%} of the denoiser's MACs ===", flush=True)
         original = load_pipeline(name, device=device, torch_dtype=dtype)
         calibration = CalibrationSettings(
             num_samples=calibration_samples,
@@ -90,15 +91,14 @@ def check_budgets(names: list[str], keep_macs: float) -> None:
     from diffprune.models.loading import load_pipeline
     from diffprune.pruning.selection import Budget, check_reachable
     from diffprune.structure.costs import count_macs, pipeline_cost_inputs
+    from diffprune.structure.denoiser import denoiser_of
     from diffprune.structure.units import find_units
 
     for name in names:
         pipeline = load_pipeline(name)
-        inputs = pipeline_cost_inputs(pipeline)
+        inputs, denoiser = pipeline_cost_inputs(pipeline), denoiser_of(pipeline)
         try:
-            check_reachable(
-                find_units(pipeline.unet, inputs), Budget(keep_macs=keep_macs), count_macs(pipeline.unet, inputs)
-            )
+            check_reachable(find_units(denoiser, inputs), Budget(keep_macs=keep_macs), count_macs(denoiser, inputs))
         except DiffpruneError as error:
             raise DiffpruneError(f"{name}: {error}") from None
 

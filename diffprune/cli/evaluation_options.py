@@ -33,7 +33,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     )
     quality.add_argument(
         "--clip-model",
-        help="CLIP hub id or folder (default: digits-clip for digits-t2i, else openai/clip-vit-large-patch14)",
+        help="CLIP hub id or folder (default: digits-clip for digits-t2i and digits-sd3, else openai/clip-vit-large-patch14)",
     )
     quality.add_argument(
         "--clap-model", help="CLAP hub id or folder for text-to-audio (default: laion/clap-htsat-unfused)"

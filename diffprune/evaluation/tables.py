@@ -14,7 +14,7 @@ SUMMARY_COLUMNS = [
     "params",
     "macs",
     "latency_ms",
-    "unet_latency_ms",
+    "denoiser_latency_ms",
     "speedup",
     "predicted_speedup",
     "fid_vs_reference",
@@ -47,7 +47,7 @@ def summary_row(label: str, row: dict) -> dict:
         "params": row.get("params"),
         "macs": row.get("macs"),
         "latency_ms": latency.get("pipeline", {}).get("median_ms"),
-        "unet_latency_ms": latency.get("unet_forward", {}).get("median_ms"),
+        "denoiser_latency_ms": latency.get("unet_forward", {}).get("median_ms"),
         "speedup": speedup.get("pipeline", speedup.get("unet_forward")),
         "predicted_speedup": speedup.get("predicted_from_macs"),
         "fid_vs_reference": fid.get("vs_reference"),
@@ -76,6 +76,6 @@ def params_text(params) -> str:
 def latency_text(summary: dict) -> str:
     if summary["latency_ms"] is not None:
         return f"{summary['latency_ms']:.0f} ms / call"
-    if summary["unet_latency_ms"] is not None:
-        return f"{summary['unet_latency_ms']:.1f} ms / UNet"
+    if summary["denoiser_latency_ms"] is not None:
+        return f"{summary['denoiser_latency_ms']:.1f} ms / denoiser call"
     return "latency not measured"
