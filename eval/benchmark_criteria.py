@@ -190,11 +190,7 @@ def name_kind(name: str) -> str:
     if leaf in kinds:
         return kinds[leaf]
     return (
-        "resnet"
-        if ".resnets." in name
-        else "transformer block"
-        if "transformer_blocks." in name
-        else "attention block"
+        "resnet" if ".resnets." in name else "transformer block" if "transformer_blocks." in name else "attention block"
     )
 
 
