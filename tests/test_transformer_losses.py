@@ -140,3 +140,17 @@ def test_distillation_brings_a_depth_cut_closer_to_its_teacher(family, tmp_path)
 def _absent_components(pipeline) -> dict:
     """Stock from_pretrained needs the components a pipeline was saved without (SD3's T5) passed as None."""
     return {name: None for name, component in pipeline.components.items() if component is None and "3" in name}
+
+
+def test_a_bf16_sd3_cut_distils_in_bf16(tmp_path):
+    teacher = tiny_sd3_pipeline().to(torch.bfloat16)
+    student = with_denoiser(teacher, remove_blocks(teacher.transformer, ["transformer_blocks.0"]))
+    distilled, history = distill(
+        student,
+        teacher,
+        DistillSettings(steps=2, batch_size=2),
+        CalibrationSettings(**CALIBRATION),
+        show_progress=False,
+    )
+    assert {p.dtype for p in distilled.transformer.parameters()} == {torch.bfloat16}
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in history)

@@ -96,10 +96,11 @@ def save_distilled(pipeline, history, settings, args, out: Path) -> None:
     from diffprune.models.saved_cuts import save_pipeline
     from diffprune.outputs import staged_output, write_json_atomically
     from diffprune.pruning.prune import WORK_FOLDER
+    from diffprune.structure.denoiser import denoiser_of
 
     with staged_output(out) as staging:
         stock_classes = save_pipeline(pipeline, staging)
-        write_removed_units_record(args.model, pipeline.unet, staging, stock_classes)
+        write_removed_units_record(args.model, denoiser_of(pipeline), staging, stock_classes)
         write_json_atomically(
             staging / "distillation_report.json",
             {
