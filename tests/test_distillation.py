@@ -11,7 +11,7 @@ import diffprune
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings
 from diffprune.models.components import with_unet
-from diffprune.recovery.distillation import DistillSettings, distill, matched_block_names
+from diffprune.recovery.distillation import DistillSettings, distill, matched_blocks
 
 
 def _student_and_teacher():
@@ -75,13 +75,8 @@ def test_resume_from_a_checkpoint_continues_to_the_same_state(tmp_path, monkeypa
 
 def test_blocks_pair_by_name_even_when_inner_units_are_cut():
     student, teacher = _student_and_teacher()
-    assert matched_block_names(student.unet, teacher.unet) == [
-        "down_blocks.0",
-        "down_blocks.1",
-        "up_blocks.0",
-        "up_blocks.1",
-        "mid_block",
-    ]
+    names = ["down_blocks.0", "down_blocks.1", "up_blocks.0", "up_blocks.1", "mid_block"]
+    assert matched_blocks(student.unet, teacher.unet) == {name: (name, name) for name in names}
 
 
 def test_text_to_image_distillation_runs_with_prompt_conditioning():

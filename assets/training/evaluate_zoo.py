@@ -6,6 +6,7 @@ neither available offline nor meaningful at 16x16) next to a data-vs-data refere
 what "as good as real" looks like at the same sample size.
 
 Run after all models are trained:  .venv/bin/python assets/training/evaluate_zoo.py --models assets/models
+(`--only digits-sd3` measures one model)
 Writes <model>/metrics.json and an "Evaluation" section in <model>/README.md.
 """
 
@@ -60,10 +61,46 @@ def record(folder: Path, metrics: dict, text: str) -> None:
     )
 
 
+def evaluate_text_to_image(pipe, folder: Path, guidance: float, judge, held, ref) -> None:
+    """Prompt accuracy and FID of a bundled text-to-image pipeline, recorded in its card."""
+    t0 = time.time()
+    pipe.set_progress_bar_config(disable=True)
+    prompts = [f"a handwritten {WORDS[i % 10]}" for i in range(N)]
+    fake = pipe(
+        prompts,
+        num_inference_steps=20,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+    ).images
+    with torch.no_grad():
+        pred = judge.classify(fake).argmax(1)
+    acc = (pred == torch.arange(N) % 10).float().mean().item()
+    m = {
+        "fid_digits_features": round(fid(judge, held, fake), 3),
+        "fid_reference_train_vs_heldout": round(ref, 3),
+        "prompt_accuracy": round(acc, 4),
+        "samples": N,
+        "inference_steps": 20,
+        "guidance_scale": guidance,
+        "seconds": round(time.time() - t0, 1),
+    }
+    record(
+        folder,
+        m,
+        f"{N} samples, prompts 'a handwritten <word>' cycling over the ten digits, 20 steps, guidance {guidance:g}, "
+        f"seed 0: prompt accuracy (digits-features) **{acc * 100:.1f}%**; FID in the digits-features space vs the "
+        f"360 held-out digits **{m['fid_digits_features']:.2f}** (reference real-vs-real {ref:.2f}).",
+    )
+    print(folder.name, m, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="assets/models")
+    ap.add_argument("--only", default="digits-ddpm,digits-t2i,digits-sd3,tones-audio", help="comma-separated")
     args = ap.parse_args()
+    only = args.only.split(",")
     torch.set_num_threads(1)
     root = Path(args.models)
     _, _, x_te, _ = digits_split()
@@ -73,65 +110,43 @@ def main() -> None:
     digits_judge = FeatureClassifier.from_pretrained(root / "digits-features").eval()
     ref = fid(digits_judge, held, ref_train)
 
-    from diffusers import DDPMPipeline, StableDiffusionPipeline
+    from diffusers import DDPMPipeline, StableDiffusion3Pipeline, StableDiffusionPipeline
 
-    t0 = time.time()
-    pipe = DDPMPipeline.from_pretrained(root / "digits-ddpm")
-    pipe.set_progress_bar_config(disable=True)
-    imgs = pipe(
-        batch_size=N, num_inference_steps=100, generator=torch.Generator().manual_seed(0), output_type="np"
-    ).images
-    fake = torch.from_numpy(imgs).permute(0, 3, 1, 2)
-    m = {
-        "fid_digits_features": round(fid(digits_judge, held, fake), 3),
-        "fid_reference_train_vs_heldout": round(ref, 3),
-        "samples": N,
-        "inference_steps": 100,
-        **class_stats(digits_judge, fake),
-        "seconds": round(time.time() - t0, 1),
-    }
-    record(
-        root / "digits-ddpm",
-        m,
-        f"FID in the digits-features space, {N} samples (100 DDPM steps, seed 0) vs the 360 held-out digits: "
-        f"**{m['fid_digits_features']:.2f}** (reference: {N} real training digits vs held-out = {ref:.2f}). "
-        f"digits-features labels the samples {m['class_counts']} (counts for 0..9), mean top-class probability "
-        f"{m['mean_top_probability']:.3f}.",
-    )
-    print("digits-ddpm", m, flush=True)
+    if "digits-ddpm" in only:
+        t0 = time.time()
+        pipe = DDPMPipeline.from_pretrained(root / "digits-ddpm")
+        pipe.set_progress_bar_config(disable=True)
+        imgs = pipe(
+            batch_size=N, num_inference_steps=100, generator=torch.Generator().manual_seed(0), output_type="np"
+        ).images
+        fake = torch.from_numpy(imgs).permute(0, 3, 1, 2)
+        m = {
+            "fid_digits_features": round(fid(digits_judge, held, fake), 3),
+            "fid_reference_train_vs_heldout": round(ref, 3),
+            "samples": N,
+            "inference_steps": 100,
+            **class_stats(digits_judge, fake),
+            "seconds": round(time.time() - t0, 1),
+        }
+        record(
+            root / "digits-ddpm",
+            m,
+            f"FID in the digits-features space, {N} samples (100 DDPM steps, seed 0) vs the 360 held-out digits: "
+            f"**{m['fid_digits_features']:.2f}** (reference: {N} real training digits vs held-out = {ref:.2f}). "
+            f"digits-features labels the samples {m['class_counts']} (counts for 0..9), mean top-class probability "
+            f"{m['mean_top_probability']:.3f}.",
+        )
+        print("digits-ddpm", m, flush=True)
 
-    t0 = time.time()
-    pipe = StableDiffusionPipeline.from_pretrained(root / "digits-t2i")
-    pipe.set_progress_bar_config(disable=True)
-    prompts = [f"a handwritten {WORDS[i % 10]}" for i in range(N)]
-    fake = pipe(
-        prompts,
-        num_inference_steps=20,
-        guidance_scale=5.0,
-        generator=torch.Generator().manual_seed(0),
-        output_type="pt",
-    ).images
-    with torch.no_grad():
-        pred = digits_judge.classify(fake).argmax(1)
-    acc = (pred == torch.arange(N) % 10).float().mean().item()
-    m = {
-        "fid_digits_features": round(fid(digits_judge, held, fake), 3),
-        "fid_reference_train_vs_heldout": round(ref, 3),
-        "prompt_accuracy": round(acc, 4),
-        "samples": N,
-        "inference_steps": 20,
-        "guidance_scale": 5.0,
-        "seconds": round(time.time() - t0, 1),
-    }
-    record(
-        root / "digits-t2i",
-        m,
-        f"{N} samples, prompts 'a handwritten <word>' cycling over the ten digits, 20 steps, guidance 5, seed 0: "
-        f"prompt accuracy (digits-features) **{acc * 100:.1f}%**; FID in the digits-features space vs the 360 "
-        f"held-out digits **{m['fid_digits_features']:.2f}** (reference real-vs-real {ref:.2f}).",
-    )
-    print("digits-t2i", m, flush=True)
+    if "digits-t2i" in only:
+        pipe = StableDiffusionPipeline.from_pretrained(root / "digits-t2i")
+        evaluate_text_to_image(pipe, root / "digits-t2i", 5.0, digits_judge, held, ref)
+    if "digits-sd3" in only:
+        pipe = StableDiffusion3Pipeline.from_pretrained(root / "digits-sd3", text_encoder_3=None, tokenizer_3=None)
+        evaluate_text_to_image(pipe, root / "digits-sd3", 7.0, digits_judge, held, ref)  # SD3's default guidance
 
+    if "tones-audio" not in only:
+        return
     try:
         import librosa  # noqa: F401
     except ImportError:
