@@ -134,18 +134,16 @@ def test_bad_arguments_are_one_line_errors_before_loading(extra, says, tmp_path,
 
 
 @pytest.mark.parametrize("family", ["flux", "pixart"])
-def test_transformer_recipes_depth_prune_and_refuse_distillation(family, tmp_path, capsys):
+def test_transformer_recipes_depth_prune_and_distill(family, tmp_path):
     from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline
 
     script = {"flux": prune_flux, "pixart": prune_pixart}[family]
     source = tmp_path / family
     (tiny_flux_pipeline if family == "flux" else tiny_pixart_sigma_pipeline)().save_pretrained(source)
     out = tmp_path / "cut"
-    assert script.main(["--model", str(source), "--out", str(out), *TINY, *TINY_EVALUATION]) == 0
-    reloaded = diffprune.load_pipeline(str(out / "pruned"))
-    assert type(reloaded.transformer).__module__.startswith("diffusers.")  # the stock class
+    distill = ["--distill-steps", "1", "--distill-batch-size", "1", "--distill-samples", "2"]
+    assert script.main(["--model", str(source), "--out", str(out), *TINY, *distill, *TINY_EVALUATION]) == 0
+    for stage in ("pruned", "distilled"):
+        reloaded = diffprune.load_pipeline(str(out / stage))
+        assert type(reloaded.transformer).__module__.startswith("diffusers.")  # the stock class
     assert (out / "comparison" / "report.html").is_file()
-    refused = tmp_path / "refused"
-    assert script.main(["--model", str(source), "--out", str(refused), *TINY, "--distill-steps", "1"]) == 2
-    assert "do not support diffusion transformers yet" in capsys.readouterr().err
-    assert not refused.exists()
