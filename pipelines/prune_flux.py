@@ -6,11 +6,12 @@ Scores the transformer's blocks (19 double-stream and 38 single-stream in FLUX.1
 images the pipeline generates itself (flow-matching Euler, its own guidance embedding), removes the least
 important blocks until 80% of the transformer's MACs remain, and evaluates original vs pruned on the same
 prompts and fresh seeds. The cut is a stock FluxTransformer2DModel with fewer blocks: the saved folder loads
-with plain diffusers. Distillation does not support transformers yet (--distill-steps must stay 0), so keep
-the cut mild or fine-tune it with your own FLUX training script.
+with plain diffusers. --distill-steps N distils the cut from the original (output and feature losses on the
+original's own generations, flow-matching noise as FLUX was trained) before the comparison.
 
 Writes into --out, a new folder (a second run into it is an error; an interrupted run resumes when rerun):
     pruned/                  the pruned pipeline, pruning_report.json and README.md (model card)
+    distilled/               with --distill-steps N: the cut after N distillation steps, with its report
     comparison/report.html   the comparison page: samples side by side, FID, CLIP score, latency, MACs
 
 Needs: a CUDA GPU with about 40 GB for FLUX.1 in bf16 (the default there); the model's weights (a hub id is

@@ -5,11 +5,12 @@
 Scores the transformer's 28 blocks with LD-Pruner on calibration images the pipeline generates itself (its
 DPM-Solver, guidance and resolution binning), removes the least important blocks until 80% of the
 transformer's MACs remain, and evaluates original vs pruned on the same prompts and fresh seeds. The cut is a
-stock PixArtTransformer2DModel with fewer blocks: the saved folder loads with plain diffusers. Distillation does
-not support transformers yet (--distill-steps must stay 0).
+stock PixArtTransformer2DModel with fewer blocks: the saved folder loads with plain diffusers. --distill-steps N
+distils the cut from the original before the comparison.
 
 Writes into --out, a new folder (a second run into it is an error; an interrupted run resumes when rerun):
     pruned/                  the pruned pipeline, pruning_report.json and README.md (model card)
+    distilled/               with --distill-steps N: the cut after N distillation steps, with its report
     comparison/report.html   the comparison page: samples side by side, FID, CLIP score, latency, MACs
 
 Needs: a CUDA GPU (fp16 by default there); the model's weights (a hub id is downloaded, or pass a local folder);
