@@ -39,9 +39,10 @@ from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for diffprune
 from card import count_params, folder_size_mb, write_card  # noqa: E402
-from digit_prompts import WORDS, all_prompts, digit_of_prompt  # noqa: E402
+from digit_prompts import all_prompts  # noqa: E402
 from digits_data import digits_split, to_signed  # noqa: E402
 from grids import save_grid  # noqa: E402
+from train_digits_t2i import faithfulness  # noqa: E402
 from training import optimizer_step, schedule_factor  # noqa: E402
 
 from diffprune.evaluation.metrics.feature_networks import FeatureClassifier  # noqa: E402
@@ -132,22 +133,6 @@ def check_collapse(transformer, latents, embeds, pooled) -> float:
     transformer.set_attn_processor(CollapsedPaddingAttention(PADDING_TOKENS))
     collapsed = transformer(latents, embeds, pooled, timestep).sample
     return (reference - collapsed).abs().max().item()
-
-
-@torch.no_grad()
-def faithfulness(pipe, judge, per_digit, guidance, steps, seed):
-    """Fraction of generated images the digits-features classifier labels as the prompted digit."""
-    prompts = [f"a handwritten {WORDS[d]}" for d in range(10) for _ in range(per_digit)]
-    images = pipe(
-        prompts,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=torch.Generator().manual_seed(seed),
-        output_type="pt",
-    ).images
-    pred = judge.classify(images).argmax(1)
-    want = torch.tensor([digit_of_prompt(p) for p in prompts])
-    return (pred == want).float().mean().item(), images
 
 
 def main() -> None:

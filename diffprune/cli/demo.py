@@ -1,5 +1,6 @@
-"""`diffprune demo`: prune every bundled model with LD-Pruner to 70% of its denoiser's MACs (UNet or transformer), evaluate each against
-its original (FID, CLIP score for text-to-image, latency, MACs), write comparison grids and one HTML page.
+"""`diffprune demo`: prune every bundled model with LD-Pruner to 70% of its denoiser's MACs (UNet or
+transformer), evaluate each against its original (FID, CLIP score for text-to-image, latency, MACs), write
+comparison grids and one HTML page.
 
 Sized to finish in a few minutes on 2 CPU cores: small calibration sets and sample counts (say so, and
 use the eval/ benchmarks for numbers worth quoting).

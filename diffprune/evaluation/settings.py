@@ -58,9 +58,7 @@ class EvaluationSettings:
     real_images: str | None = None  # folder of real samples for FID against data
     fid_features: object = None  # "inception", a bundled feature network, a folder or a module; None: by model
     fid_weights: str | None = None  # InceptionV3 weights file for machines without internet
-    clip_model: str | None = (
-        None  # hub id, folder or bundled name; None: digits-clip for digits-t2i and digits-sd3, else openai
-    )
+    clip_model: str | None = None  # hub id, folder or bundled name; None: the bundled model's CLIP, else openai
     clap_model: str | None = None  # hub id or folder; None: laion/clap-htsat-unfused
     device: str | None = None  # None: cuda when a GPU is visible, else cpu (devices.resolve_device)
     dtype: str | None = None  # fp32, fp16 (GPU), bf16; None keeps the pipelines' dtype

@@ -17,10 +17,8 @@ from torch import nn
 from diffprune.errors import DiffpruneError, first_line
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
-BUNDLED_CLIP_MODELS = {
-    "digits-t2i": "digits-clip",
-    "digits-sd3": "digits-clip",
-}  # bundled text-to-image model -> its bundled CLIP
+# bundled text-to-image model -> its bundled CLIP
+BUNDLED_CLIP_MODELS = {"digits-t2i": "digits-clip", "digits-sd3": "digits-clip"}
 UPDATE_CHUNK = 32
 
 
