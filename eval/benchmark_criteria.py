@@ -3,6 +3,7 @@ score (digits-clip) for text-to-image, at several MAC budgets, without fine-tuni
 
     .venv/bin/python eval/benchmark_criteria.py [--models digits-ddpm,digits-t2i] [--budgets 0.9,0.8,0.7,0.6]
         [--distill-steps N]   (also distil every cut from the original and evaluate it: "<criterion> + distill")
+    [--kinds attention,transformer_block,...]   (only units of these kinds are candidates)
 
 Each (criterion, budget) cut is evaluated with `--repeats` different sample seeds; `random` also draws a new
 selection per repeat. Scores of budget-blind criteria are computed once per model and reused across
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_file import RESULTS, hardware, write_section  # noqa: E402
 
+from diffprune.cli.prune import kinds_filter  # noqa: E402
 from diffprune.criteria import available_criteria, get_criterion  # noqa: E402
 from diffprune.errors import DiffpruneError  # noqa: E402
 from diffprune.evaluation.running import evaluate, load_models, run_evaluation  # noqa: E402
@@ -102,6 +104,7 @@ def run_model(model, args, work_root):
                             calibration=CalibrationSettings(**calibration),
                             work_dir=work_root / model / work_name(spec, keep, repeat, options),
                             show_progress=False,
+                            unit_filter=kinds_filter(args.kinds),
                         )
                     )
                 except DiffpruneError as error:
@@ -252,6 +255,7 @@ def main():
     parser.add_argument("--distill-batch", type=int, default=8)
     parser.add_argument("--distill-lr", type=float, default=3e-4)
     parser.add_argument("--distill-samples", type=int, default=64, help="teacher generations used as data")
+    parser.add_argument("--kinds", default=None, help="comma-separated unit kinds that may be removed (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (run models in parallel with 1)")
     parser.add_argument("--section", default="", help="suffix of the results section (to keep a focused run apart)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
@@ -267,7 +271,8 @@ def main():
         for model in args.models.split(","):
             started = time.perf_counter()
             rows, original_clip = run_model(model, args, Path(work))
-            plot = RESULTS.parent / f"pareto_{model}.png"
+            plot_name = f"pareto_{model}" + (f"-{args.section}" if args.section else "") + ".png"
+            plot = RESULTS.parent / plot_name
             if not args.no_write and len(args.budgets) > 1:
                 pareto_plot(model, rows, plot)
             has_clip = any(row["clip"] for row in rows)
@@ -296,8 +301,9 @@ def main():
                         + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
                     )
             if len(args.budgets) > 1:
-                lines += ["", f"![Pareto plot for {model}](pareto_{model}.png)", ""]
-            title = f"Criteria side by side on {model} (no fine-tuning)" + (f", {args.section}" if args.section else "")
+                lines += ["", f"![Pareto plot for {model}]({plot_name})", ""]
+            training = "before and after distillation" if args.distill_steps else "no fine-tuning"
+            title = f"Criteria side by side on {model} ({training})" + (f", {args.section}" if args.section else "")
             text = (
                 f"## {title}\n\nCommand: `{command}` · hardware: "
                 f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
