@@ -9,7 +9,7 @@ with models/ (loading, generation, task adapters, training noise) beside them, a
 
 Attributes are imported lazily so `diffprune --help` stays fast. No subpackage shares a name with an
 exported function: importing a submodule binds its name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose: for a
-model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet is passed in (what
+model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet (or transformer) is passed in (what
 `load_pipeline` does), diffusers checks the passed UNet against this module's base classes, looked up as
 attributes.
 """
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Unit": "structure.units",
     "find_units": "structure.units",
+    "is_depth_unit": "structure.units",
     "Gates": "structure.gates",
     "gated": "structure.gates",
     "remove_units": "structure.surgery",
@@ -32,6 +33,11 @@ _EXPORTS = {
     "PrunedUNet2DConditionModel": "structure.removal",
     "PrunedUNet2DModel": "structure.removal",
     "PrunedAudioLDM2UNet2DConditionModel": "structure.removal",
+    "PrunedPixArtTransformer2DModel": "structure.removal",
+    "PrunedDiTTransformer2DModel": "structure.removal",
+    "PrunedSD3Transformer2DModel": "structure.removal",
+    "PrunedFluxTransformer2DModel": "structure.removal",
+    "PrunedSanaTransformer2DModel": "structure.removal",
     "load_pipeline": "models.loading",
     "DiffpruneError": "errors",
     "prune": "pruning.prune",

@@ -39,6 +39,7 @@ DEFAULTS = recipe.RecipeDefaults(
     distill_batch_size=1,
     eval_samples=32,
     eval_batch_size=1,
+    depth_only=True,  # whole blocks, so the cut is a stock FluxTransformer2DModel
 )
 
 

@@ -38,6 +38,7 @@ DEFAULTS = recipe.RecipeDefaults(
     distill_batch_size=2,
     eval_samples=32,
     eval_batch_size=2,
+    depth_only=True,  # whole blocks, so the cut is a stock PixArtTransformer2DModel
 )
 
 

@@ -54,6 +54,7 @@ class RecipeDefaults:
     eval_batch_size: int  # samples per pipeline call while evaluating
     eval_inference_steps: int = 25
     distill_samples: int = 64  # the teacher's samples distillation trains on (as `diffprune distill`)
+    depth_only: bool = False  # remove whole transformer blocks only: the cut stays the stock class
 
 
 def build_parser(defaults: RecipeDefaults, prog: str | None = None) -> argparse.ArgumentParser:
@@ -271,6 +272,7 @@ def run(args, defaults: RecipeDefaults) -> Path:
         variants_per_batch=args.variants_per_batch,
         source=args.model,
         show_progress=True,
+        unit_filter=diffprune.is_depth_unit if defaults.depth_only else None,
     )
     print_summary(result.report)
     models = {"original": original, "pruned": result.pipeline}

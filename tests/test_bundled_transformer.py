@@ -1,13 +1,15 @@
 """The bundled diffusion transformer (digits-sd3) through the CLI as a user runs it: prune with a loss-based
-criterion, reload the cut with stock diffusers, evaluate it against the original, distil it."""
+criterion (blocks and the branches inside them), reload the cut with diffusers, evaluate it against the
+original, distil it; a depth cut (whole blocks only) reloads with the stock class."""
 
 import json
 
 import pytest
 import torch
-from diffusers import StableDiffusion3Pipeline
+from diffusers import DiffusionPipeline, StableDiffusion3Pipeline
 
 from diffprune.cli import main
+from diffprune.models.loading import load_pipeline
 from diffprune.models.zoo import bundled_path
 
 FAST = ["--num-samples", "3", "--inference-steps", "2", "--device", "cpu"]
@@ -30,13 +32,34 @@ def cut(tmp_path_factory):
     return out
 
 
-def test_prune_cuts_blocks_and_the_cut_reloads_with_stock_diffusers(cut):
+def test_prune_cuts_units_and_the_cut_reloads_with_diffusers(cut):
     report = json.loads((cut / "pruning_report.json").read_text())
     assert report["denoiser"]["class"] == "SD3Transformer2DModel"
-    assert report["kept_fraction"]["macs"] <= 0.7
+    assert 0.6 < report["kept_fraction"]["macs"] <= 0.7  # blocks and branches meet the budget closely
     assert all(name.startswith("transformer_blocks.") for name in report["removed_units"])
-    reloaded = StableDiffusion3Pipeline.from_pretrained(cut, text_encoder_3=None, tokenizer_3=None)
-    assert reloaded.transformer.config.num_layers == 6 - len(report["removed_units"])
+    mine = load_pipeline(str(cut))
+    theirs = DiffusionPipeline.from_pretrained(cut, trust_remote_code=True, text_encoder_3=None, tokenizer_3=None)
+    assert type(theirs.transformer).__name__ == type(mine.transformer).__name__
+    assert dict(theirs.transformer.config.get("removed_units") or {}) == dict(
+        mine.transformer.config.get("removed_units") or {}
+    )
+    for pipeline in (mine, theirs):
+        pipeline.set_progress_bar_config(disable=True)
+    images = [
+        p("a handwritten seven", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+        for p in (mine, theirs)
+    ]
+    assert (images[0].images == images[1].images).all()
+
+
+def test_a_depth_cut_reloads_with_the_stock_class(tmp_path):
+    out = tmp_path / "depth"
+    argv = ["prune", "digits-sd3", "--criterion", "output-loss", "--num-units", "2", "--out", str(out), *FAST]
+    assert main([*argv, "--kinds", "transformer_block"]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    reloaded = StableDiffusion3Pipeline.from_pretrained(out, text_encoder_3=None, tokenizer_3=None)
+    assert type(reloaded.transformer).__name__ == "SD3Transformer2DModel"
+    assert reloaded.transformer.config.num_layers == 6 - len(report["removed_units"]) == 4
 
 
 def test_eval_compares_the_cut_with_the_original(cut, tmp_path):
@@ -54,4 +77,4 @@ def test_distill_trains_the_cut_from_the_original(cut, tmp_path):
     assert main([*argv, *FAST]) == 0
     history = json.loads((out / "distillation_report.json").read_text())["history"]
     assert len(history) == 2 and {"task", "output", "feature"} <= set(history[0])
-    StableDiffusion3Pipeline.from_pretrained(out, text_encoder_3=None, tokenizer_3=None)
+    assert type(load_pipeline(str(out))).__name__ == "StableDiffusion3Pipeline"

@@ -76,8 +76,10 @@ def test_single_model_folder_gets_a_hint(capsys, ddpm_folder):
 
 def test_a_dit_pipelines_blocks_are_listed_and_pruning_it_is_a_one_line_refusal(capsys, dit_folder, tmp_path):
     assert main(["units", str(dit_folder), "--json"]) == 0
-    names = [row["name"] for row in json.loads(capsys.readouterr().out)["units"]]
-    assert names == ["transformer_blocks.1", "transformer_blocks.2"]  # block 0 conditions DiT's output layer
+    rows = json.loads(capsys.readouterr().out)["units"]
+    blocks = [row["name"] for row in rows if row["kind"] == "transformer_block"]
+    assert blocks == ["transformer_blocks.1", "transformer_blocks.2"]  # block 0 conditions DiT's output layer
+    assert "transformer_blocks.0.ff" in [row["name"] for row in rows]  # its branches can go
     error = _error_of(["prune", str(dit_folder), "--num-units", "1", "--out", str(tmp_path / "cut")], capsys)
     assert "class-conditional" in error and "diffprune.remove_blocks" in error
 

@@ -64,7 +64,7 @@ def test_the_adapter_calls_the_transformer_as_the_pipeline_does(family):
 
 
 @pytest.mark.parametrize("criterion", ["taylor", "output-loss", "gradflow"])
-def test_loss_based_criteria_score_every_block_of_sd3(criterion):
+def test_loss_based_criteria_score_every_block_and_branch_of_sd3(criterion):
     pipeline = tiny_sd3_pipeline()
     before = snapshot(pipeline)
     result = diffprune.prune(
@@ -74,10 +74,13 @@ def test_loss_based_criteria_score_every_block_of_sd3(criterion):
         calibration=CalibrationSettings(**CALIBRATION),
         show_progress=False,
     )
-    assert sorted(result.scores) == ["transformer_blocks.0", "transformer_blocks.1", "transformer_blocks.2"]
+    blocks = ["transformer_blocks.0", "transformer_blocks.1", "transformer_blocks.2"]
+    branches = [f"transformer_blocks.{i}.{leaf}" for i in range(3) for leaf in ("attn", "ff", "ff_context")]
+    branches += ["transformer_blocks.3.attn", "transformer_blocks.3.ff"]  # the last block drops the text stream
+    assert sorted(result.scores) == sorted(blocks + branches)
     assert all(torch.isfinite(torch.tensor(list(result.scores.values()))))
-    assert len(set(result.scores.values())) > 1, "every block scored the same: the loss does not see the gates"
-    assert result.pipeline.transformer.config.num_layers == 3
+    assert len(set(result.scores.values())) > 1, "every unit scored the same: the loss does not see the gates"
+    assert len(result.removed) == 1
     assert_untouched(before, pipeline)
 
 
@@ -92,7 +95,9 @@ def test_a_bf16_flux_pipeline_scores_with_a_loss_in_bf16():
     )
     assert {p.dtype for p in result.pipeline.transformer.parameters()} == {torch.bfloat16}
     assert all(torch.isfinite(torch.tensor(list(result.scores.values()))))
-    assert len(result.scores) == 5  # 2 double-stream + 3 single-stream blocks
+    # 2 double-stream blocks (each with its joint attention, ff, ff_context) + 3 single-stream blocks (each with
+    # its attention)
+    assert len(result.scores) == 2 * 4 + 3 * 2
 
 
 def _teacher_gap(adapter, student, teacher, clean):

@@ -43,8 +43,9 @@ def test_a_gate_at_zero_bypasses_both_streams_of_a_block(flux):
     model = flux.transformer
     inputs = pipeline_cost_inputs(flux, batch_size=2)
     units = diffprune.find_units(model, inputs)
-    assert {u.kind for u in units} == {"transformer_block", "single_transformer_block"}
-    for unit in (units[0], units[-1]):  # a double-stream and a single-stream block
+    blocks = [u for u in units if diffprune.is_depth_unit(u)]
+    assert {u.kind for u in blocks} == {"transformer_block", "single_transformer_block"}
+    for unit in (blocks[0], blocks[-1]):  # a double-stream and a single-stream block
         with torch.no_grad():
             with bypassed(model, [unit.name]):
                 expected = model(**inputs).sample
@@ -73,6 +74,7 @@ def test_prune_saves_a_cut_that_stock_diffusers_reloads(flux, tmp_path):
         diffprune.Budget(num_units=2),
         calibration=CalibrationSettings(**CALIBRATION),
         show_progress=False,
+        unit_filter=diffprune.is_depth_unit,  # whole blocks: a stock class
     )
     assert_untouched(before, flux)
     assert type(result.pipeline.transformer) is FluxTransformer2DModel
@@ -102,7 +104,8 @@ def test_the_cli_prunes_and_lists_a_transformer_pipeline(flux, tmp_path, capsys)
     assert "single_transformer_blocks.2" in capsys.readouterr().out
     out = tmp_path / "cut"
     argv = ["prune", str(source), "--num-units", "1", "--num-samples", "2", "--inference-steps", "2", "--out", str(out)]
-    assert main([*argv, "--prompts", str(_prompt_file(tmp_path))]) == 0
+    depth = ["--kinds", "transformer_block,single_transformer_block"]
+    assert main([*argv, *depth, "--prompts", str(_prompt_file(tmp_path))]) == 0
     report = json.loads((out / "pruning_report.json").read_text())
     assert len(report["removed_units"]) == 1 and report["settings"]["criterion"] == "ld-pruner"
     DiffusionPipeline.from_pretrained(out)
@@ -122,6 +125,7 @@ def test_pixart_sigma_prunes_and_reloads_with_stock_diffusers(tmp_path):
         diffprune.Budget(num_units=1),
         calibration=CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=PROMPTS),
         show_progress=False,
+        unit_filter=diffprune.is_depth_unit,
     )
     assert result.report["kept_fraction"]["macs"] < 1
     reloaded = DiffusionPipeline.from_pretrained(result.save(tmp_path / "cut"))
@@ -156,6 +160,7 @@ def test_sd3_without_t5_calibrates_on_its_own_latents_prunes_and_reloads(tmp_pat
         diffprune.Budget(num_units=1),
         calibration=CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=PROMPTS),
         show_progress=False,
+        unit_filter=diffprune.is_depth_unit,
     )
     assert "transformer_blocks.3" not in result.scores
     reloaded = diffprune.load_pipeline(str(result.save(tmp_path / "cut")))  # saved without T5, as it came

@@ -24,7 +24,10 @@ def run(args) -> int:
     out = check_new_output(args.out)
     pipeline = load_pipeline(args.model)
     if getattr(pipeline, "unet", None) is None:
-        raise DiffpruneError(f"{args.model}'s denoiser is a transformer: its depth cuts are stock diffusers already")
+        raise DiffpruneError(
+            f"{args.model}'s denoiser is a transformer: its depth cuts are stock diffusers already, and no stock "
+            "config drops a branch inside a block (load such a cut with trust_remote_code=True)"
+        )
     if not (pipeline.unet.config.get("removed_units") or {}):
         raise DiffpruneError(f"{args.model} has no removed units; it is a plain diffusers pipeline already")
     plain = with_unet(pipeline, export_plain(pipeline.unet))

@@ -92,19 +92,22 @@ def load_instructions(stock_classes: bool, denoiser: dict | None = None) -> list
             f'subfolder="{denoiser["component"]}")',
             "```",
         ]
+    component = denoiser["component"]
+    what = "UNet" if component == "unet" else "transformer"
     return [
-        "The UNet ships its code (`unet/diffprune.py`), so diffusers loads it without diffprune:",
+        f"The {what} ships its code (`{component}/diffprune.py`), so diffusers loads it without diffprune:",
         "",
         "```python",
         "from diffusers import AutoModel, DiffusionPipeline",
         'pipe = DiffusionPipeline.from_pretrained("path/to/this/folder", trust_remote_code=True)',
-        'unet = AutoModel.from_pretrained("path/to/this/folder", subfolder="unet", trust_remote_code=True)',
+        f'{component} = AutoModel.from_pretrained("path/to/this/folder", subfolder="{component}", '
+        "trust_remote_code=True)",
         "",
         "import diffprune  # or, with diffprune installed, without running the folder's code:",
         'pipe = diffprune.load_pipeline("path/to/this/folder")',
         "```",
         "",
-        "A stock UNet class refuses this folder with these instructions (it would build the full model).",
+        f"A stock {what} class refuses this folder with these instructions (it would build the full model).",
     ]
 
 

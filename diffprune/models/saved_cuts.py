@@ -5,10 +5,11 @@ file `<component>/<library>.py` when it exists, and needs trust_remote_code=True
 
 * removed set expressible in a stock config (a whole mid block, all attention of a block): the UNet is saved
   as the stock class (export.py), so plain `from_pretrained` of any kind loads it exactly, with no flag;
-* otherwise the UNet is saved as ["diffprune", "Pruned..."] with `unet/diffprune.py` (a copy of removal.py),
-  an `auto_map` for AutoModel, and an entry that makes stock classes fail with loading instructions instead of
-  silently building the full model. diffprune's own loader passes the UNet built by its classes, so it never
-  runs a folder's copy of the code.
+* a diffusion transformer cut by depth alone is its stock class with fewer blocks (transformer_depth.py);
+* otherwise the denoiser is saved as ["diffprune", "Pruned..."] with `unet/diffprune.py` (or
+  `transformer/diffprune.py`; a copy of removal.py), an `auto_map` for AutoModel, and an entry that makes stock
+  classes fail with loading instructions instead of silently building the full model. diffprune's own loader
+  passes the denoiser built by its classes, so it never runs a folder's copy of the code.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import json
 from pathlib import Path
 
 from diffprune.errors import DiffpruneError
+from diffprune.structure.denoiser import DENOISER_COMPONENTS, denoiser_of
 from diffprune.structure.removal import (
     LOAD_HINT,
     MODULE_NAME,
     PRUNED_CLASSES,
+    PRUNED_TRANSFORMER_CLASSES,
 )
 
 REPORT_FILE = "pruning_report.json"
@@ -53,26 +56,33 @@ def save_pipeline(pipeline, folder: Path) -> bool:
     is a stock class."""
     saved = in_saved_form(pipeline)
     saved.save_pretrained(folder, safe_serialization=True)
-    if getattr(saved, "unet", None) is None or not removed_unit_names(saved.unet):
+    if not removed_unit_names(denoiser_of(saved)):
         return True
     # AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True) reads model_index.json, not
     # unet/config.json, to decide whether the folder has code (diffusers 0.42 auto_model.py).
     index_path = Path(folder) / "model_index.json"
     index = json.loads(index_path.read_text())
-    index["auto_map"] = {"AutoModel": f"{MODULE_NAME}.{type(saved.unet).__name__}"}
+    index["auto_map"] = {"AutoModel": f"{MODULE_NAME}.{type(denoiser_of(saved)).__name__}"}
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return False
 
 
 def pruned_components(location: str, torch_dtype=None) -> dict:
-    """{"unet": the cut, built by diffprune's own class} when `location`'s model_index.json names a diffprune
-    class, else {}: passed to DiffusionPipeline.from_pretrained, it loads without running the folder's code."""
+    """{"unet" or "transformer": the cut, built by diffprune's own class} when `location`'s model_index.json names
+    a diffprune class, else {}: passed to DiffusionPipeline.from_pretrained, it loads without running the
+    folder's code."""
     from diffusers import DiffusionPipeline
 
-    entry = DiffusionPipeline.load_config(location).get("unet")
-    if not entry or entry[0] != MODULE_NAME:
-        return {}
-    classes = {cls.__name__: cls for cls in PRUNED_CLASSES.values()}
-    if entry[1] not in classes:
-        raise DiffpruneError(f"{location} names an unknown diffprune class {entry[1]}; {LOAD_HINT}")
-    return {"unet": classes[entry[1]].from_pretrained(location, subfolder="unet", torch_dtype=torch_dtype)}
+    index = DiffusionPipeline.load_config(location)
+    classes = {cls.__name__: cls for cls in [*PRUNED_CLASSES.values(), *PRUNED_TRANSFORMER_CLASSES.values()]}
+    components = {}
+    for component in DENOISER_COMPONENTS:
+        entry = index.get(component)
+        if not entry or entry[0] != MODULE_NAME:
+            continue
+        if entry[1] not in classes:
+            raise DiffpruneError(f"{location} names an unknown diffprune class {entry[1]}; {LOAD_HINT}")
+        components[component] = classes[entry[1]].from_pretrained(
+            location, subfolder=component, torch_dtype=torch_dtype
+        )
+    return components

@@ -2,6 +2,8 @@
 
 For a residual block unit mapping x to f(x):  y = x + g (f(x) - x).
 For a sub-layer whose parent adds its output to a residual:  y = g f(x).
+For a two-stream block (SD3, FLUX) each stream is blended as a residual block; a joint attention that returns
+one output per stream has each output scaled, y_i = g f_i(x).
 g = 1 is the original (returned bit-for-bit), g = 0 is removal (bit-for-bit x, or exact zeros).
 
 Gate values live in one tensor of shape [num_units] (a scalar per unit) or [num_units, variants] (a value per
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from diffprune.structure.units import RESIDUAL_BRANCH, TWO_STREAM_BLOCK, Unit
+from diffprune.structure.units import RESIDUAL_BRANCH, TWO_STREAM_BLOCK, TWO_STREAM_BRANCH, Unit
 from diffprune.tensors import first_tensor, output_tensor, replace_output_tensor
 
 
@@ -67,6 +69,9 @@ class Gates:
                 encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
                 gate = self._gate_for(index, hidden)
                 return _blend(encoder, output[0], gate), _blend(hidden, output[1], gate)
+            if gate_form == TWO_STREAM_BRANCH:  # (image output, text output[, ...]): every stream scaled
+                gate = self._gate_for(index, output[0])
+                return tuple(gate * stream if isinstance(stream, torch.Tensor) else stream for stream in output)
             y = output_tensor(output)
             gate = self._gate_for(index, y)
             if gate_form == RESIDUAL_BRANCH:

@@ -1,13 +1,15 @@
-"""Removing units from diffusers UNets, and the Pruned* classes whose config records the removed units.
+"""Removing units from diffusers denoisers (UNets, and sub-layers of diffusion transformers), and the Pruned*
+classes whose config records the removed units.
 
 This file imports only the standard library, torch and diffusers, on purpose: every saved cut carries a verbatim
-copy of it as `unet/diffprune.py`, so `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` and
-`AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True)` rebuild the cut on a machine
-without diffprune. diffprune runs this same file (structure/surgery.py and models/saved_cuts.py import from it), so the
+copy of it as `unet/diffprune.py` (or `transformer/diffprune.py`), so `DiffusionPipeline.from_pretrained(folder,
+trust_remote_code=True)` and `AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True)` rebuild
+the cut on a machine without diffprune. diffprune runs this same file (structure/surgery.py and models/saved_cuts.py import from it), so the
 shipped code cannot drift from the library's.
 
 A removed residual block becomes `Bypass` (returns its input in the container its callers expect); a removed
-sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual). Neither has parameters.
+sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual), or `ZeroStreams` for a joint
+attention (SD3, FLUX) that returns one output per stream. None has parameters.
 `PrunedUNet2DConditionModel(**config, removed_units={name: gate_form})` builds the original architecture and
 applies the removal, so a cut is described by data (its config) and reloads through `from_pretrained`.
 """
@@ -19,19 +21,31 @@ import json
 import shutil
 from pathlib import Path
 
-from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers import (
+    DiTTransformer2DModel,
+    FluxTransformer2DModel,
+    PixArtTransformer2DModel,
+    SanaTransformer2DModel,
+    SD3Transformer2DModel,
+    UNet2DConditionModel,
+    UNet2DModel,
+)
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 from torch import nn
 
 # The gate form of a sub-layer whose parent adds its output to a residual; configs store gate forms as strings
 # (equal to diffprune.structure.units.RESIDUAL_BRANCH, which a test checks).
 RESIDUAL_BRANCH = "branch"
+# The gate form of a joint attention (SD3, FLUX) that returns (image stream, text stream), each added to its
+# stream's residual (equal to diffprune.structure.units.TWO_STREAM_BRANCH).
+TWO_STREAM_BRANCH = "two_stream_branch"
 # model_index.json names the library "diffprune", and diffusers looks for a component's code in
 # `<component>/<library>.py`; so this is also the file name a saved cut carries.
 MODULE_NAME = "diffprune"
 CODE_FILE = f"{MODULE_NAME}.py"
 LOAD_HINT = (
-    "load it with diffusers.AutoModel.from_pretrained(FOLDER, subfolder='unet', trust_remote_code=True), "
+    "load it with diffusers.AutoModel.from_pretrained(FOLDER, subfolder='unet' or 'transformer', "
+    "trust_remote_code=True), "
     "DiffusionPipeline.from_pretrained(FOLDER, trust_remote_code=True) or, with diffprune installed, "
     "diffprune.load_pipeline(FOLDER)"
 )
@@ -40,7 +54,7 @@ LOAD_HINT = (
 # before building anything, with the value quoted in the error, is `quantization_config.quant_method`; so a cut
 # writes its loading instructions there, and the Pruned* classes drop the entry again when they read the config.
 STOCK_CLASS_STOP = "quantization_config"
-STOCK_CLASS_MESSAGE = f"none (this UNet was cut by diffprune: its config lists removed_units; {LOAD_HINT})"
+STOCK_CLASS_MESSAGE = f"none (this denoiser was cut by diffprune: its config lists removed_units; {LOAD_HINT})"
 
 
 class Bypass(nn.Module):
@@ -69,6 +83,14 @@ class ZeroBranch(nn.Module):
         return hidden_states.new_zeros(()).expand(hidden_states.shape)
 
 
+class ZeroStreams(nn.Module):
+    """Stands in for a removed joint attention (SD3, FLUX): it returns (image output, text output), and each
+    stream adds its output to its own residual; both become zeros shaped like the stream they stand for."""
+
+    def forward(self, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        return tuple(s.new_zeros(()).expand(s.shape) for s in (hidden_states, encoder_hidden_states))
+
+
 def _set_module(root: nn.Module, name: str, replacement: nn.Module) -> None:
     parent_name, _, leaf = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
@@ -81,6 +103,8 @@ def _set_module(root: nn.Module, name: str, replacement: nn.Module) -> None:
 def replacement_for(module: nn.Module, gate_form: str) -> nn.Module:
     if gate_form == RESIDUAL_BRANCH:
         return ZeroBranch()
+    if gate_form == TWO_STREAM_BRANCH:
+        return ZeroStreams()
     return Bypass(returns_container="return_dict" in inspect.signature(module.forward).parameters)
 
 
@@ -144,9 +168,23 @@ def _make_pruned_class(base: type) -> type:
 PrunedUNet2DConditionModel = _make_pruned_class(UNet2DConditionModel)
 PrunedUNet2DModel = _make_pruned_class(UNet2DModel)
 PrunedAudioLDM2UNet2DConditionModel = _make_pruned_class(AudioLDM2UNet2DConditionModel)
+# Diffusion transformers need these only for sub-layer cuts; a cut of whole blocks stays the stock class.
+PrunedPixArtTransformer2DModel = _make_pruned_class(PixArtTransformer2DModel)
+PrunedDiTTransformer2DModel = _make_pruned_class(DiTTransformer2DModel)
+PrunedSD3Transformer2DModel = _make_pruned_class(SD3Transformer2DModel)
+PrunedFluxTransformer2DModel = _make_pruned_class(FluxTransformer2DModel)
+PrunedSanaTransformer2DModel = _make_pruned_class(SanaTransformer2DModel)
 # The UNet classes diffprune can cut, each with the class its cuts become.
 PRUNED_CLASSES = {
     UNet2DConditionModel: PrunedUNet2DConditionModel,
     UNet2DModel: PrunedUNet2DModel,
     AudioLDM2UNet2DConditionModel: PrunedAudioLDM2UNet2DConditionModel,
+}
+# The same for diffusion transformers whose blocks lose sub-layers.
+PRUNED_TRANSFORMER_CLASSES = {
+    PixArtTransformer2DModel: PrunedPixArtTransformer2DModel,
+    DiTTransformer2DModel: PrunedDiTTransformer2DModel,
+    SD3Transformer2DModel: PrunedSD3Transformer2DModel,
+    FluxTransformer2DModel: PrunedFluxTransformer2DModel,
+    SanaTransformer2DModel: PrunedSanaTransformer2DModel,
 }

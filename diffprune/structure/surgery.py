@@ -6,6 +6,10 @@ Invariant (tested for every family): the cut model equals the gated model with t
 The cut model is an instance of a `Pruned*` subclass of the original class whose config lists
 `removed_units`, so save_pretrained / from_pretrained rebuild it from config alone, with no pickling
 (see removal.py, which holds the replacement modules and those classes).
+
+A diffusion transformer loses whole blocks by depth (transformer_depth.py: the stock class with fewer blocks,
+the rest renumbered); only if branches inside blocks go too does it become its Pruned* subclass, whose
+`removed_units` name the branches by their paths in the cut model.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from diffprune.errors import DiffpruneError
 # The removal mechanics live in removal.py, which saved cuts also carry as their own code.
 from diffprune.structure.removal import (  # noqa: F401 (Bypass, ZeroBranch re-exported)
     PRUNED_CLASSES,
+    PRUNED_TRANSFORMER_CLASSES,
     Bypass,
     ZeroBranch,
     apply_removal,
     replacement_for,
 )
-from diffprune.structure.transformer_depth import is_diffusion_transformer, remove_blocks
+from diffprune.structure.transformer_depth import depth_units, is_diffusion_transformer, remove_blocks, renumbered
 from diffprune.structure.units import find_units, overlapping, units_by_name
 
 
@@ -42,15 +47,15 @@ def check_selection(units, names) -> None:
 
 def remove_units(unet: nn.Module, names) -> nn.Module:
     """A new model without the named units, on the original's device and in its dtype; `unet` is untouched.
-    A diffusion transformer loses whole blocks and stays an instance of its stock class (transformer_depth.py).
+    A diffusion transformer that loses only whole blocks stays an instance of its stock class.
 
     Removing units from an already pruned model accumulates: the result records both sets.
     """
     names = list(names)
-    if is_diffusion_transformer(unet):  # a depth cut: the stock class with fewer blocks
-        return remove_blocks(unet, names)
     units = find_units(unet)  # probes with inputs on the model's own device and dtype
     check_selection(units, names)
+    if is_diffusion_transformer(unet):
+        return _cut_transformer(unet, units, names)
     removed = dict(unet.config.get("removed_units", None) or {})
     removed.update({unit.name: unit.gate_form for unit in units_by_name(units, names)})
     config = dict(unet.config)
@@ -66,14 +71,30 @@ def remove_units(unet: nn.Module, names) -> nn.Module:
     return pruned.train(unet.training)
 
 
+def _cut_transformer(model: nn.Module, units, names) -> nn.Module:
+    """Whole blocks by depth (a copy of the stock class); then, if branches go too, that copy becomes the Pruned*
+    subclass in place (it adds no state, only how the config is read and saved) and loses them."""
+    removable_blocks = set(depth_units(model))
+    blocks = [name for name in names if name in removable_blocks]
+    cut = remove_blocks(model, blocks)
+    branches = {renumbered(u.name, blocks): u.gate_form for u in units_by_name(units, names) if u.name not in blocks}
+    if not branches:
+        return cut
+    cut.__class__ = pruned_class_for(type(cut))
+    removed = {**(cut.config.get("removed_units", None) or {}), **branches}
+    cut.register_to_config(removed_units=removed)
+    apply_removal(cut, branches)
+    return cut
+
+
 def _under_any(key: str, names) -> bool:
     return any(key.startswith(name + ".") for name in names)
 
 
 def pruned_class_for(cls: type) -> type:
-    for base, pruned in PRUNED_CLASSES.items():
+    for base, pruned in {**PRUNED_CLASSES, **PRUNED_TRANSFORMER_CLASSES}.items():
         # A cut loaded with trust_remote_code is an instance of the folder's copy of the same class.
         if cls is base or cls is pruned or (cls.__name__ == pruned.__name__ and issubclass(cls, base)):
             return pruned
-    supported = ", ".join(base.__name__ for base in PRUNED_CLASSES)
-    raise DiffpruneError(f"cannot prune a {cls.__name__}; supported UNet classes: {supported}")
+    supported = ", ".join(base.__name__ for base in {**PRUNED_CLASSES, **PRUNED_TRANSFORMER_CLASSES})
+    raise DiffpruneError(f"cannot prune a {cls.__name__}; supported denoiser classes: {supported}")

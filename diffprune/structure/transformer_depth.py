@@ -14,6 +14,10 @@ What is kept fixed:
   * FLUX has two stacks (double-stream `transformer_blocks`, `num_layers`; single-stream
     `single_transformer_blocks`, `num_single_layers`); each keeps at least one block, as does every other stack.
 
+Branches inside blocks (attention, feed-forward) are units too, but no stock config can drop one: a cut that
+removes them is the Pruned* subclass (surgery.py, removal.py), whose `removed_units` this module renumbers when
+blocks are removed later.
+
 Invariant (tests/test_transformer_depth.py, every family): the cut model's output equals the original's with
 those blocks bypassed (`bypassed`), and the saved cut reloads with the stock class alone to the same output.
 """
@@ -104,10 +108,29 @@ def remove_blocks(transformer: nn.Module, names) -> nn.Module:
         setattr(cut, attribute, nn.ModuleList(kept))
         counts[config_key] = len(kept)
         if attribute == "transformer_blocks" and cut.config.get("dual_attention_layers"):
-            renumbered = [i - sum(r < i for r in removed) for i in cut.config.dual_attention_layers if i not in removed]
-            counts["dual_attention_layers"] = tuple(renumbered)
+            dual = [i - sum(r < i for r in removed) for i in cut.config.dual_attention_layers if i not in removed]
+            counts["dual_attention_layers"] = tuple(dual)
+    removed_branches = cut.config.get("removed_units", None)
+    if removed_branches:  # a Pruned* cut's branches, by path: renumbered, and gone with their blocks
+        kept_branches = {
+            renumbered(n, names): form for n, form in removed_branches.items() if _block_of(n) not in names
+        }
+        counts["removed_units"] = kept_branches
     cut.register_to_config(**counts)
     return cut
+
+
+def _block_of(path: str) -> str:
+    """ "transformer_blocks.3.attn" -> "transformer_blocks.3" """
+    attribute, index, *_ = path.split(".")
+    return f"{attribute}.{index}"
+
+
+def renumbered(path: str, removed_blocks) -> str:
+    """The path of a module inside a block once the named blocks are removed (later blocks move up)."""
+    attribute, index, *rest = path.split(".")
+    earlier = sum(1 for block in removed_blocks if _split(block)[0] == attribute and _split(block)[1] < int(index))
+    return ".".join([attribute, str(int(index) - earlier), *rest])
 
 
 def _bypass_hook(two_streams: bool):

@@ -1,5 +1,5 @@
 """Prunable units of a diffusion denoiser: a UNet, found by structural rules, or a diffusion transformer,
-whose units are its blocks (transformer_depth.py).
+whose units are its blocks (transformer_depth.py) and the branches inside them.
 
 A unit is a module whose bypass keeps every shape, so removing it leaves a working network:
   * a residual block: a member of a block's module list (`resnets`, `attentions`, `transformer_blocks`, ...)
@@ -7,6 +7,9 @@ A unit is a module whose bypass keeps every shape, so removing it leaves a worki
   * the mid block: a direct child of the UNet with the same properties;
   * a sub-layer: a parametrised, non-normalisation child of a transformer block whose output has the block's
     shape; its parent adds that output to a residual, so removal means "contributes zero".
+In a diffusion transformer, a branch is a parametrised, non-normalisation child of a block whose main output has
+the shape of its main input (attention, cross-attention, feed-forward; FLUX single blocks' attention, which feeds
+a concatenation); a joint attention (SD3, FLUX) returns one output per stream and is gated on both.
 Shapes come from one probing forward at the model's sample size, so architectures nobody listed work as long
 as they follow these rules. Units may nest (a sub-layer inside a transformer block inside an attention block);
 selections never contain a unit together with one of its ancestors or descendants (see `overlapping`).
@@ -28,6 +31,7 @@ from diffprune.structure.transformer_depth import (
     TWO_STREAM_BLOCKS,
     depth_units,
     is_diffusion_transformer,
+    stacks_of,
 )
 from diffprune.structure.transformer_inputs import transformer_example_inputs
 from diffprune.structure.unet_inputs import example_inputs
@@ -39,15 +43,16 @@ TOP_LEVEL_BLOCK_LISTS = ("down_blocks", "up_blocks")  # their members feed skip 
 RESIDUAL_BLOCK = "residual"  # gate y = x + g (f(x) - x)
 RESIDUAL_BRANCH = "branch"  # gate y = g f(x), the parent adds y to its residual
 TWO_STREAM_BLOCK = "two_stream"  # a (text, image) block: each stream gated as a residual block
+TWO_STREAM_BRANCH = "two_stream_branch"  # a joint attention returning (image, text) outputs: each gated y = g f(x)
 
 
 @dataclass(frozen=True)
 class Unit:
     name: str  # module path in the original model, e.g. "down_blocks.1.attentions.0"
-    kind: str  # resnet, attention, transformer_block, self_attention, cross_attention, feed_forward, mid_block
+    kind: str  # one of UNIT_KINDS
     params: int
-    macs: int  # multiply-accumulates of this unit in one UNet forward (batch 1, sample size)
-    gate_form: str  # RESIDUAL_BLOCK or RESIDUAL_BRANCH
+    macs: int  # multiply-accumulates of this unit in one denoiser forward (batch 1, sample size)
+    gate_form: str  # RESIDUAL_BLOCK, RESIDUAL_BRANCH, TWO_STREAM_BLOCK or TWO_STREAM_BRANCH
 
     def contains(self, other: Unit) -> bool:
         return other.name.startswith(self.name + ".")
@@ -93,11 +98,23 @@ UNIT_KINDS = (
     "resnet",
     "attention",
     "transformer_block",
+    "single_transformer_block",  # FLUX's single-stream blocks
     "mid_block",
     "self_attention",
     "cross_attention",
+    "joint_attention",  # SD3 / FLUX attention over the image and text streams together
     "feed_forward",
+    "context_feed_forward",  # SD3 / FLUX feed-forward of the text stream
 )
+# Whole blocks of a diffusion transformer: a cut of only these is a depth cut, which stock classes load.
+DEPTH_KINDS = ("transformer_block", "single_transformer_block")
+
+
+def is_depth_unit(unit: Unit) -> bool:
+    """A whole transformer block: `prune(..., unit_filter=is_depth_unit)` (CLI: `--kinds transformer_block,
+    single_transformer_block`) keeps a diffusion transformer's cut loadable by its stock class. In a UNet the
+    same kind is a BasicTransformerBlock inside an attention block."""
+    return unit.kind in DEPTH_KINDS
 
 
 def _kind(name: str, module: nn.Module, parent_list: str | None) -> str:
@@ -170,16 +187,65 @@ def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
 
 
 def _transformer_units(model: nn.Module, inputs: dict | None) -> list[Unit]:
-    """A diffusion transformer's units are its removable blocks (transformer_depth.py), cut by depth."""
+    """A diffusion transformer's units: its removable blocks (transformer_depth.py), cut by depth, and in every
+    block (removable or not) the branches whose bypass keeps shapes, cut by the Pruned* subclass."""
     inputs = place(inputs, model) if inputs else transformer_example_inputs(model)
     macs = macs_by_module(model, inputs)
-    units = []
-    for name in depth_units(model):
-        block = model.get_submodule(name)
-        kind = "single_transformer_block" if name.startswith("single_") else "transformer_block"
-        form = TWO_STREAM_BLOCK if type(block).__name__ in TWO_STREAM_BLOCKS else RESIDUAL_BLOCK
-        units.append(Unit(name, kind, sum(p.numel() for p in block.parameters()), macs.get(name, 0), form))
-    return units
+    removable = set(depth_units(model))
+    block_names = [
+        f"{attribute}.{index}" for attribute, _ in stacks_of(model) for index in range(len(getattr(model, attribute)))
+    ]
+    branches = _probe_branches(model, inputs, block_names)
+    found: list[tuple[str, str, str]] = []
+    for block_name in block_names:
+        block = model.get_submodule(block_name)
+        if block_name in removable:
+            kind = "single_transformer_block" if block_name.startswith("single_") else "transformer_block"
+            found.append(
+                (block_name, kind, TWO_STREAM_BLOCK if type(block).__name__ in TWO_STREAM_BLOCKS else RESIDUAL_BLOCK)
+            )
+        for leaf, child in block.named_children():
+            name = f"{block_name}.{leaf}"
+            if _is_norm(child) or not _has_params(child) or name not in branches:
+                continue
+            in_shape, out_shape, streams = branches[name]
+            if in_shape != out_shape:
+                continue
+            if streams > 1:
+                found.append((name, "joint_attention", TWO_STREAM_BRANCH))
+            elif "context" in leaf:  # ff_context: the text stream's feed-forward
+                found.append((name, "context_feed_forward", RESIDUAL_BRANCH))
+            else:
+                found.append((name, _sub_layer_kind(child), RESIDUAL_BRANCH))
+    modules = dict(model.named_modules())
+    return [
+        Unit(name, kind, sum(p.numel() for p in modules[name].parameters()), macs.get(name, 0), form)
+        for name, kind, form in found
+    ]
+
+
+def _probe_branches(model: nn.Module, inputs: dict, block_names) -> dict[str, tuple[torch.Size, torch.Size, int]]:
+    """One forward recording, for every child of the named blocks: (main input shape, main output shape, number of
+    tensors it returns)."""
+    seen: dict[str, tuple[torch.Size, torch.Size, int]] = {}
+    handles = []
+    for block_name in block_names:
+        for leaf, child in model.get_submodule(block_name).named_children():
+
+            def hook(module, args, kwargs, output, name=f"{block_name}.{leaf}"):
+                x, y = first_tensor(args, kwargs), output_tensor(output)
+                streams = sum(isinstance(o, torch.Tensor) for o in output) if isinstance(output, tuple) else 1
+                if x is not None and y is not None and name not in seen:
+                    seen[name] = (x.shape, y.shape, streams)
+
+            handles.append(child.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 def units_by_name(units: list[Unit], names) -> list[Unit]:

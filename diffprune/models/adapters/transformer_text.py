@@ -28,9 +28,10 @@ FAMILIES = ("SD3", "Flux", "PixArt", "Sana")
 
 def transformer_family(model) -> str:
     name = type(model).__name__
-    for family in FAMILIES:
-        if name.startswith(family):
-            return family
+    for cls in type(model).__mro__:  # a branch cut is a Pruned* subclass of the stock class
+        for family in FAMILIES:
+            if cls.__name__.startswith(family):
+                return family
     raise DiffpruneError(
         f"loss-based criteria and distillation do not know how to call a {name}; supported transformers: "
         f"{', '.join(f + '...' for f in FAMILIES)}; use `criterion` ld-pruner, magnitude or random"
