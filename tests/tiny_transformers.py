@@ -251,3 +251,28 @@ def tiny_sd3_pipeline():
         text_encoder_3=None,
         tokenizer_3=None,
     )
+
+
+def tiny_dit_pipeline():
+    """DiT as it ships (class-conditional over 1000 ImageNet classes, label 1000 the null class of guidance,
+    learnt variance, an 8x VAE, ImageNet label names), with the DPM-Solver swap its documentation shows, at
+    16x16 images."""
+    from diffusers import DiTPipeline, DPMSolverMultistepScheduler
+    from tiny_models import tiny_vae
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=4,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+    )
+    scheduler = DPMSolverMultistepScheduler(
+        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
+    )
+    labels = {0: "tench, Tinca tinca", 1: "goldfish, Carassius auratus", 207: "golden retriever"}
+    return DiTPipeline(transformer=transformer.eval(), vae=tiny_vae(), scheduler=scheduler, id2label=labels)

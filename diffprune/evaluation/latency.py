@@ -93,6 +93,14 @@ def pipeline_guidance_scale(pipeline, requested: float | None) -> float | None:
     return parameter.default if parameter is not None and isinstance(parameter.default, (int, float)) else None
 
 
+def default_condition(pipeline) -> str:
+    """What a timed call is conditioned on: a short prompt, or a class-conditional model's first default class."""
+    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, pipeline_family
+    from diffprune.models.prompts import default_prompts
+
+    return default_prompts(pipeline)[0] if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE else "a photograph"
+
+
 def unet_batch_size(pipeline, settings: LatencySettings) -> int:
     """The batch one UNet call sees: doubled by classifier-free guidance (unconditional + conditional halves)."""
     guidance = pipeline_guidance_scale(pipeline, settings.guidance_scale)
@@ -129,7 +137,7 @@ def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | 
             timing = measure_latency(lambda: unet(**inputs), settings.warmup, settings.runs, placement.device)
             result["unet_forward"] = {**timing, **common, "unet_batch_size": batch}
         if settings.measure_pipeline:
-            prompts = [prompt or "a photograph"] * settings.batch_size if takes_prompts(pipeline) else None
+            prompts = [prompt or default_condition(pipeline)] * settings.batch_size if takes_prompts(pipeline) else None
             seeds = list(range(settings.batch_size))
 
             def call_pipeline():

@@ -13,6 +13,7 @@ from diffprune.errors import DiffpruneError
 from diffprune.evaluation.latency import LatencySettings
 from diffprune.models.generation import (
     AUDIO_DIFFUSION,
+    CLASS_CONDITIONAL_IMAGE,
     DEFAULT_STEPS,
     TEXT_TO_AUDIO,
     TEXT_TO_IMAGE,
@@ -24,6 +25,7 @@ METRICS = ("fid", "clip", "clap", "latency", "macs")
 
 QUALITY_METRICS = {
     TEXT_TO_IMAGE: ("fid", "clip"),
+    CLASS_CONDITIONAL_IMAGE: ("fid",),  # class labels are no captions for CLIP
     UNCONDITIONAL_IMAGE: ("fid",),
     AUDIO_DIFFUSION: ("fid",),  # on the mel images the pipeline produces
     TEXT_TO_AUDIO: ("fid", "clap"),  # FID on mel images rendered from the audio

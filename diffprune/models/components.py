@@ -29,9 +29,20 @@ def with_components(pipeline, replacements: dict):
     """
     accepted = inspect.signature(type(pipeline).__init__).parameters
     flags = {k: v for k, v in dict(pipeline.config).items() if k in accepted and k not in pipeline.components}
+    if "id2label" in accepted and class_names(pipeline):  # DiT keeps its class names outside its config
+        flags["id2label"] = class_names(pipeline)
     rebuilt = type(pipeline)(**{**pipeline.components, **flags, **replacements})
     rebuilt.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
     return rebuilt
+
+
+def class_names(pipeline) -> dict[str, str]:
+    """{class id: "name, other name"} from a class-conditional pipeline's `labels` ({name: id}), the form its
+    `id2label` argument takes; {} for pipelines without names."""
+    grouped: dict[int, list[str]] = {}
+    for name, class_id in (getattr(pipeline, "labels", None) or {}).items():
+        grouped.setdefault(int(class_id), []).append(name)
+    return {str(class_id): ", ".join(names) for class_id, names in sorted(grouped.items())}
 
 
 def pipeline_in_dtype(pipeline, dtype: torch.dtype | None):

@@ -2,7 +2,8 @@
 
 Every sample has its own seed and its own torch.Generator (on the CPU), so sample i is the same whether it is
 drawn alone or in a batch of 64, on a CPU or a GPU: that is what makes "model A vs model B with the same seeds"
-a fair comparison. Families: text-to-image (Stable Diffusion style, prompts), unconditional image (DDPM, DDIM,
+a fair comparison. Families: text-to-image (Stable Diffusion style, prompts), class-conditional image (DiT: each
+"prompt" is a class label, a name from the pipeline's labels or an integer id), unconditional image (DDPM, DDIM,
 LDM, seeds only), audio diffusion (mel images plus audio), text-to-audio (AudioLDM, AudioLDM2; mel images are
 rendered from the audio so grids and FID work the same way for audio).
 """
@@ -24,7 +25,8 @@ TEXT_TO_IMAGE = "text-to-image"
 UNCONDITIONAL_IMAGE = "unconditional-image"
 AUDIO_DIFFUSION = "audio-diffusion"
 TEXT_TO_AUDIO = "text-to-audio"
-FAMILIES = (TEXT_TO_IMAGE, UNCONDITIONAL_IMAGE, AUDIO_DIFFUSION, TEXT_TO_AUDIO)
+CLASS_CONDITIONAL_IMAGE = "class-conditional-image"
+FAMILIES = (TEXT_TO_IMAGE, CLASS_CONDITIONAL_IMAGE, UNCONDITIONAL_IMAGE, AUDIO_DIFFUSION, TEXT_TO_AUDIO)
 
 DEFAULT_STEPS = 25
 # Mel images for text-to-audio output (AudioLDM returns audio only): square, like diffusers' audio diffusion.
@@ -54,10 +56,7 @@ def pipeline_family(pipeline) -> str:
             "supply yet: pass its UNet alone (diffprune.find_units / diffprune.remove_units(pipeline.unet, units))"
         )
     if "class_labels" in inspect.signature(pipeline.__call__).parameters:  # DiTPipeline
-        raise DiffpruneError(
-            f"{type(pipeline).__name__} is class-conditional, which prune and evaluate do not sample yet: depth-cut "
-            "its transformer alone (diffprune.depth_units / diffprune.remove_blocks(pipeline.transformer, names))"
-        )
+        return CLASS_CONDITIONAL_IMAGE
     if getattr(pipeline, "mel", None) is not None:
         return AUDIO_DIFFUSION
     if getattr(pipeline, "vocoder", None) is not None:
@@ -68,7 +67,34 @@ def pipeline_family(pipeline) -> str:
 
 
 def takes_prompts(pipeline) -> bool:
-    return pipeline_family(pipeline) in (TEXT_TO_IMAGE, TEXT_TO_AUDIO)
+    """True where every sample has its own condition: a text prompt, or a class label (class-conditional)."""
+    return pipeline_family(pipeline) in (TEXT_TO_IMAGE, CLASS_CONDITIONAL_IMAGE, TEXT_TO_AUDIO)
+
+
+def class_ids(pipeline, labels) -> list[int]:
+    """Class ids for class labels given as integers ("207") or as names the pipeline knows ("white shark")."""
+    known = getattr(pipeline, "labels", None) or {}
+    num_classes = denoiser_num_classes(pipeline)
+    ids = []
+    for label in labels:
+        text = str(label).strip()
+        if text.isdigit():
+            ids.append(int(text))
+        elif text in known:
+            ids.append(int(known[text]))
+        else:
+            hint = f"one of its {len(known)} label names or " if known else ""
+            raise DiffpruneError(f"{text!r} is not a class of this {type(pipeline).__name__}; pass {hint}an integer id")
+        if num_classes is not None and not 0 <= ids[-1] < num_classes:
+            raise DiffpruneError(f"class id {ids[-1]} is out of range; this model has classes 0 to {num_classes - 1}")
+    return ids
+
+
+def denoiser_num_classes(pipeline) -> int | None:
+    """How many classes a class-conditional denoiser embeds (DiT: num_embeds_ada_norm), if it says."""
+    from diffprune.structure.denoiser import denoiser_of
+
+    return denoiser_of(pipeline).config.get("num_embeds_ada_norm")
 
 
 def sample_plan(
@@ -101,7 +127,7 @@ def generate(
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise DiffpruneError("nothing to generate: pass at least one seed")
-    if family in (TEXT_TO_IMAGE, TEXT_TO_AUDIO):
+    if family in (TEXT_TO_IMAGE, CLASS_CONDITIONAL_IMAGE, TEXT_TO_AUDIO):
         if not prompts:
             raise DiffpruneError(f"{type(pipeline).__name__} is {family}: pass `prompts`")
         if len(prompts) != len(seeds):
@@ -179,6 +205,12 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
     extra = {"guidance_scale": guidance_scale} if guidance_scale is not None else {}
     if family == TEXT_TO_IMAGE:
         output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="pil", **extra)
+        return output.images, None, None
+    if family == CLASS_CONDITIONAL_IMAGE:
+        labels = class_ids(pipeline, prompts)
+        output = pipeline(
+            class_labels=labels, generator=generators, num_inference_steps=steps, output_type="pil", **extra
+        )
         return output.images, None, None
     if family == UNCONDITIONAL_IMAGE:
         with _last_sample_in_fp32(pipeline):
@@ -273,7 +305,10 @@ def final_latents(pipeline, prompts, generators, num_inference_steps: int, guida
         try:
             _call_pipeline(pipeline, family, prompts, generators, num_inference_steps, guidance_scale)
         except _FinalLatentsReached as reached:
-            return reached.latents
+            latents = reached.latents
+            if family == CLASS_CONDITIONAL_IMAGE and latents.shape[0] == 2 * len(generators):
+                latents = latents[: len(generators)]  # DiT steps both guidance halves, which hold the same samples
+            return latents
     raise DiffpruneError(
         f"{type(pipeline).__name__} finished without calling its scheduler's step; cannot calibrate on it"
     )

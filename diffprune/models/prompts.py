@@ -2,7 +2,8 @@
 
 Default order: the pipeline folder's own calibration_prompts.txt (the bundled digits-t2i ships one), the
 bundled digits prompts for a digits model named by its short name, generic text-to-audio prompts for audio
-pipelines, else assets/prompts/calibration.txt (70 varied text-to-image prompts written for diffprune).
+pipelines, class labels spread over a class-conditional model's classes (by name where the pipeline has
+names), else assets/prompts/calibration.txt (70 varied text-to-image prompts written for diffprune).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from diffprune.errors import DiffpruneError
 
 GENERIC_AUDIO_PROMPTS = ("a dog barking", "rain on a window", "a piano playing a slow melody", "birds singing")
+DEFAULT_CLASS_LABELS = 32  # class-conditional defaults: this many classes, evenly spread over the model's
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -29,7 +31,7 @@ def read_prompts(path: str | Path) -> list[str]:
 def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None:
     """None for pipelines that take no prompts."""
     from diffprune.models import zoo
-    from diffprune.models.generation import TEXT_TO_AUDIO, pipeline_family, takes_prompts
+    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, TEXT_TO_AUDIO, pipeline_family, takes_prompts
 
     if not takes_prompts(pipeline):
         return None
@@ -41,4 +43,20 @@ def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None
         return read_prompts(zoo.assets_dir() / "prompts" / "digits.txt")
     if pipeline_family(pipeline) == TEXT_TO_AUDIO:
         return list(GENERIC_AUDIO_PROMPTS)
+    if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE:
+        return default_class_labels(pipeline)
     return read_prompts(zoo.assets_dir() / "prompts" / "calibration.txt")
+
+
+def default_class_labels(pipeline) -> list[str]:
+    """DEFAULT_CLASS_LABELS classes evenly spread over the model's, by the pipeline's shortest name for each where
+    it has names (DiT's ImageNet labels: "tench" rather than "Tinca tinca"), else by id."""
+    from diffprune.models.generation import denoiser_num_classes
+
+    num_classes = denoiser_num_classes(pipeline) or 1
+    stride = max(1, num_classes // DEFAULT_CLASS_LABELS)
+    names = {}
+    for name, class_id in (getattr(pipeline, "labels", None) or {}).items():
+        if int(class_id) not in names or len(name) < len(names[int(class_id)]):
+            names[int(class_id)] = name
+    return [names.get(class_id, str(class_id)) for class_id in range(0, num_classes, stride)][:DEFAULT_CLASS_LABELS]

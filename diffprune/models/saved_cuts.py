@@ -54,17 +54,21 @@ def in_saved_form(pipeline):
 def save_pipeline(pipeline, folder: Path) -> bool:
     """save_pretrained in the form that loads most plainly (see the module docstring); True if every component
     is a stock class."""
+    from diffprune.models.components import class_names
+
     saved = in_saved_form(pipeline)
     saved.save_pretrained(folder, safe_serialization=True)
-    if not removed_unit_names(denoiser_of(saved)):
-        return True
-    # AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True) reads model_index.json, not
-    # unet/config.json, to decide whether the folder has code (diffusers 0.42 auto_model.py).
     index_path = Path(folder) / "model_index.json"
     index = json.loads(index_path.read_text())
-    index["auto_map"] = {"AutoModel": f"{MODULE_NAME}.{type(denoiser_of(saved)).__name__}"}
+    if class_names(saved):  # DiTPipeline does not save its class names; its from_pretrained reads them here
+        index["id2label"] = class_names(saved)
+    stock = not removed_unit_names(denoiser_of(saved))
+    if not stock:
+        # AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True) reads model_index.json, not
+        # unet/config.json, to decide whether the folder has code (diffusers 0.42 auto_model.py).
+        index["auto_map"] = {"AutoModel": f"{MODULE_NAME}.{type(denoiser_of(saved)).__name__}"}
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    return False
+    return stock
 
 
 def pruned_components(location: str, torch_dtype=None) -> dict:
