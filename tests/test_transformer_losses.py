@@ -1,11 +1,16 @@
-"""Training-time losses of diffusion transformers (loss-based criteria, distillation), on tiny SD3, FLUX and
-PixArt-Sigma pipelines built as they ship: the adapter calls the transformer exactly as the pipeline's own
+"""Training-time losses of diffusion transformers (loss-based criteria, distillation), on tiny SD3, FLUX,
+PixArt-Sigma and PixArt-alpha pipelines built as they ship: the adapter calls the transformer exactly as the pipeline's own
 denoising loop does, the criteria score every block, and distillation moves a depth cut toward its teacher."""
 
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline, tiny_sd3_pipeline
+from tiny_transformers import (
+    tiny_flux_pipeline,
+    tiny_pixart_alpha_pipeline,
+    tiny_pixart_sigma_pipeline,
+    tiny_sd3_pipeline,
+)
 from untouched import assert_untouched, snapshot
 
 import diffprune
@@ -22,6 +27,7 @@ PIPELINES = {
     "sd3": (tiny_sd3_pipeline, {"guidance_scale": 1.0}, 1),
     "flux": (tiny_flux_pipeline, {}, 1000),  # guidance-distilled: guidance goes in through its embedding
     "pixart-sigma": (tiny_pixart_sigma_pipeline, {"guidance_scale": 1.0}, 1),
+    "pixart-alpha": (tiny_pixart_alpha_pipeline, {"guidance_scale": 1.0}, 1),  # with resolution conditions
 }
 
 

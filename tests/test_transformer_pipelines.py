@@ -8,7 +8,12 @@ import json
 import pytest
 import torch
 from diffusers import DiffusionPipeline, FluxTransformer2DModel
-from tiny_transformers import tiny_flux_pipeline, tiny_pixart_sigma_pipeline, tiny_sd3_pipeline
+from tiny_transformers import (
+    tiny_flux_pipeline,
+    tiny_pixart_alpha_pipeline,
+    tiny_pixart_sigma_pipeline,
+    tiny_sd3_pipeline,
+)
 from untouched import assert_untouched, snapshot
 
 import diffprune
@@ -165,3 +170,19 @@ def test_sd3_without_t5_calibrates_on_its_own_latents_prunes_and_reloads(tmp_pat
     assert "transformer_blocks.3" not in result.scores
     reloaded = diffprune.load_pipeline(str(result.save(tmp_path / "cut")))  # saved without T5, as it came
     assert reloaded.text_encoder_3 is None and reloaded.transformer.config.num_layers == 3
+
+
+def test_pixart_alpha_1024_prunes_with_a_loss_and_reloads_with_stock_diffusers(tmp_path):
+    pipeline = tiny_pixart_alpha_pipeline()  # resolution and aspect-ratio conditions, 1024 binning
+    result = diffprune.prune(
+        pipeline,
+        "output-loss",
+        diffprune.Budget(num_units=1),
+        calibration=CalibrationSettings(num_samples=2, num_inference_steps=1, prompts=PROMPTS),
+        show_progress=False,
+        unit_filter=diffprune.is_depth_unit,
+    )
+    assert len(set(result.scores.values())) == len(result.scores) == 3  # every block scored, differently
+    reloaded = DiffusionPipeline.from_pretrained(result.save(tmp_path / "cut"))
+    assert type(reloaded).__name__ == "PixArtAlphaPipeline"
+    assert reloaded.transformer.config.num_layers == 2

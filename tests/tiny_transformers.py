@@ -180,6 +180,39 @@ def tiny_pixart_sigma_pipeline():
     )
 
 
+def tiny_pixart_alpha_pipeline():
+    """PixArt-alpha 1024 as it ships: its 128-latent transformer takes resolution and aspect-ratio conditions
+    (`use_additional_conditions`), T5, DPM-Solver, 1024 resolution binning; tiny widths, 1024x1024 images."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
+    from tiny_models import tiny_tokenizer, tiny_vae
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    transformer = PixArtTransformer2DModel(
+        num_attention_heads=3,  # the resolution and aspect-ratio embeddings take a third of the width each
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=3,
+        cross_attention_dim=24,
+        sample_size=128,  # the 1024 model: the pipeline passes resolution conditions at this size
+        patch_size=2,
+        caption_channels=TEXT_DIM,
+        norm_type="ada_norm_single",
+    )
+    assert transformer.use_additional_conditions
+    scheduler = DPMSolverMultistepScheduler(
+        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
+    )
+    return PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_tiny_t5(len(tokenizer)),
+        vae=tiny_vae(levels=4),
+        transformer=transformer.eval(),
+        scheduler=scheduler,
+    )
+
+
 def tiny_flux_pipeline():
     """FLUX.1-dev as it ships (CLIP + T5 text encoders, flow-matching Euler with dynamic shifting, guidance
     embedding, packed 2x2 latents), shrunk to 16x16 images."""

@@ -58,7 +58,8 @@ def transformer_example_inputs(
         inputs["encoder_hidden_states"] = randn(batch_size, length, config.caption_channels)
         if "PixArt" in name:
             extra = None
-            if config.get("use_additional_conditions"):
+            # None in the config means "decided by sample_size" (128, PixArt-alpha 1024); the model knows.
+            if getattr(model, "use_additional_conditions", config.get("use_additional_conditions")):
                 extra = torch.tensor([[size * 8.0, size * 8.0]] * batch_size)
             inputs["added_cond_kwargs"] = {
                 "resolution": extra,
