@@ -1,5 +1,5 @@
 """Training-time losses of diffusion transformers (loss-based criteria, distillation), on tiny SD3, FLUX,
-PixArt-Sigma and PixArt-alpha pipelines built as they ship: the adapter calls the transformer exactly as the pipeline's own
+PixArt-Sigma, PixArt-alpha and Sana pipelines built as they ship: the adapter calls the transformer exactly as the pipeline's own
 denoising loop does, the criteria score every block, and distillation moves a depth cut toward its teacher."""
 
 import pytest
@@ -9,6 +9,7 @@ from tiny_transformers import (
     tiny_flux_pipeline,
     tiny_pixart_alpha_pipeline,
     tiny_pixart_sigma_pipeline,
+    tiny_sana_pipeline,
     tiny_sd3_pipeline,
 )
 from untouched import assert_untouched, snapshot
@@ -28,6 +29,7 @@ PIPELINES = {
     "flux": (tiny_flux_pipeline, {}, 1000),  # guidance-distilled: guidance goes in through its embedding
     "pixart-sigma": (tiny_pixart_sigma_pipeline, {"guidance_scale": 1.0}, 1),
     "pixart-alpha": (tiny_pixart_alpha_pipeline, {"guidance_scale": 1.0}, 1),  # with resolution conditions
+    "sana": (tiny_sana_pipeline, {"guidance_scale": 1.0}, 1),  # Gemma-2 with the complex human instruction
 }
 
 

@@ -12,6 +12,7 @@ from tiny_transformers import (
     tiny_flux_pipeline,
     tiny_pixart_alpha_pipeline,
     tiny_pixart_sigma_pipeline,
+    tiny_sana_pipeline,
     tiny_sd3_pipeline,
 )
 from untouched import assert_untouched, snapshot
@@ -186,3 +187,32 @@ def test_pixart_alpha_1024_prunes_with_a_loss_and_reloads_with_stock_diffusers(t
     reloaded = DiffusionPipeline.from_pretrained(result.save(tmp_path / "cut"))
     assert type(reloaded).__name__ == "PixArtAlphaPipeline"
     assert reloaded.transformer.config.num_layers == 2
+
+
+def test_sana_prunes_blocks_and_branches_distils_and_reloads(tmp_path):
+    pipeline = tiny_sana_pipeline()  # Gemma-2, 32x deep-compression autoencoder, DPM-Solver with flow sigmas
+    pipeline.set_progress_bar_config(disable=True)
+    calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=PROMPTS, show_progress=False)
+    result = diffprune.prune(
+        pipeline, "output-loss", diffprune.Budget(keep_macs=0.8), calibration=calibration, show_progress=False
+    )
+    assert result.report["kept_fraction"]["macs"] <= 0.8
+    assert {u["kind"] for u in result.report["units"]} == {
+        "transformer_block",
+        "self_attention",
+        "cross_attention",
+        "feed_forward",
+    }
+    distilled, history = diffprune.distill(
+        result.pipeline, pipeline, diffprune.DistillSettings(steps=2, batch_size=2), calibration, show_progress=False
+    )
+    assert len(history) == 2
+    folder = tmp_path / "cut"
+    diffprune.PruneResult(distilled, result.removed, result.scores, result.report).save(folder)
+    reloaded = diffprune.load_pipeline(str(folder))
+    reloaded.set_progress_bar_config(disable=True)
+    latents = [
+        p(prompt=PROMPTS[:1], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="latent")
+        for p in (distilled, reloaded)
+    ]
+    torch.testing.assert_close(latents[1].images, latents[0].images, rtol=0, atol=1e-6)

@@ -123,7 +123,7 @@ def tiny_flux():
     return model, inputs
 
 
-def tiny_sana():
+def tiny_sana(sample_size: int = 8):
     model = SanaTransformer2DModel(
         in_channels=4,
         out_channels=4,
@@ -134,7 +134,7 @@ def tiny_sana():
         cross_attention_head_dim=8,
         cross_attention_dim=16,
         caption_channels=TEXT_DIM,
-        sample_size=8,
+        sample_size=sample_size,
         patch_size=1,
     )
 
@@ -309,3 +309,52 @@ def tiny_dit_pipeline():
     )
     labels = {0: "tench, Tinca tinca", 1: "goldfish, Carassius auratus", 207: "golden retriever"}
     return DiTPipeline(transformer=transformer.eval(), vae=tiny_vae(), scheduler=scheduler, id2label=labels)
+
+
+def tiny_sana_pipeline():
+    """Sana 512 as it ships (a Gemma-2 text encoder with its complex human instruction, a 32x deep-compression
+    autoencoder, linear-attention blocks on 16x16 latents, DPM-Solver with flow sigmas and flow_shift 3, 512
+    resolution binning), at tiny widths. The tokenizer is the tests' tiny CLIP one: the pipeline only needs ids
+    and a mask."""
+    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline
+    from tiny_models import tiny_tokenizer
+    from transformers import Gemma2Config, Gemma2Model
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    gemma = Gemma2Model(
+        Gemma2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=TEXT_DIM,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=8,
+            attn_implementation="eager",
+        )
+    ).eval()
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock",) * 5 + ("EfficientViTBlock",),
+        decoder_block_types=("ResBlock",) * 5 + ("EfficientViTBlock",),
+        encoder_block_out_channels=(4, 4, 4, 8, 8, 8),
+        decoder_block_out_channels=(4, 4, 4, 8, 8, 8),
+        encoder_qkv_multiscales=((),) * 5 + ((5,),),
+        decoder_qkv_multiscales=((),) * 5 + ((5,),),
+        encoder_layers_per_block=(1,) * 6,
+        decoder_layers_per_block=(1,) * 6,
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    ).eval()
+    transformer, _ = tiny_sana(sample_size=16)
+    scheduler = DPMSolverMultistepScheduler(flow_shift=3.0, use_flow_sigmas=True, prediction_type="flow_prediction")
+    pipeline = SanaPipeline(
+        tokenizer=tokenizer, text_encoder=gemma, vae=vae, transformer=transformer.eval(), scheduler=scheduler
+    )
+    return pipeline
