@@ -182,7 +182,10 @@ def distill(
 
     # fp32 master weights, however the pipeline is stored.
     student = (
-        copy.deepcopy(denoiser_of(student_pipeline)).to(device=device, dtype=torch.float32).train().requires_grad_(True)
+        # nn.Module.to: ModelMixin.to warns on every dtype cast, even with nothing to keep in fp32
+        torch.nn.Module.to(copy.deepcopy(denoiser_of(student_pipeline)), device=device, dtype=torch.float32)
+        .train()
+        .requires_grad_(True)
     )
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     student, optimizer = accelerator.prepare(student, optimizer)
@@ -271,7 +274,7 @@ def distill(
     final = accelerator.unwrap_model(student, keep_fp32_wrapper=False).eval().requires_grad_(False)
     if ema is not None:
         ema.copy_to(final.parameters())
-    final = final.to(device=student_placement.device, dtype=result_dtype)
+    final = torch.nn.Module.to(final, device=student_placement.device, dtype=result_dtype)
     from diffprune.models.components import with_denoiser
 
     pipeline = with_denoiser(student_pipeline, final)
