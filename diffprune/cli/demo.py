@@ -114,7 +114,7 @@ def write_index(out: Path, sections: list[dict], args) -> Path:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
         "img{max-width:100%;image-rendering:pixelated}</style></head><body>",
-        f"<h1>diffprune demo: {html.escape(args.criterion)} to {args.keep_macs:.0%} of UNet MACs</h1>",
+        f"<h1>diffprune demo: {html.escape(args.criterion)} to {args.keep_macs:.0%} of the denoiser's MACs</h1>",
         "<p>Small sample counts so it runs in minutes on a CPU; see docs/results.md for benchmark numbers.</p>",
     ]
     for section in sections:
