@@ -158,6 +158,7 @@ def run_model(model, args, work_root):
                 "prune_seconds": cut["seconds"] / len(cut["results"]),
                 "removed": len(first.removed),
                 "removed_units": first.removed,
+                "removed_kinds": [u["kind"] for u in first.report["units"] if u["removed"]],
             }
         )
         print(
@@ -184,17 +185,6 @@ def distill_cuts(original, cuts, calibration, args) -> None:
         seconds = time.perf_counter() - started
         cuts[(spec + DISTILLED, keep)] = {"results": [distilled], "cut": first, "seconds": cut["seconds"] + seconds}
         print(f"{spec:12s} keep {keep:.1f}: distilled in {seconds:.0f} s", flush=True)
-
-
-def name_kind(name: str) -> str:
-    """A unit's kind read off its module path (the report's unit list has it too; names suffice here)."""
-    leaf = name.rsplit(".", 1)[-1]
-    kinds = {"attn1": "self-attention", "attn2": "cross-attention", "ff": "feed-forward", "mid_block": "mid block"}
-    if leaf in kinds:
-        return kinds[leaf]
-    return (
-        "resnet" if ".resnets." in name else "transformer block" if "transformer_blocks." in name else "attention block"
-    )
 
 
 def mean_std(values) -> str:
@@ -295,7 +285,7 @@ def main():
             lines += ["", "What each LD-Pruner statistic removes (unit kinds):", ""]
             for row in rows:
                 if row["criterion"].startswith("ld-pruner"):
-                    kinds = collections.Counter(name_kind(name) for name in row["removed_units"])
+                    kinds = collections.Counter(kind.replace("_", " ") for kind in row["removed_kinds"])
                     lines.append(
                         f"- {row['criterion']} at {row['keep']:.1f}: "
                         + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
