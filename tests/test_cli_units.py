@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from tiny_models import tiny_ddpm_pipeline
 
 from diffprune.cli import main
@@ -21,27 +20,10 @@ def ddpm_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dit_folder(tmp_path_factory):
     """A class-conditional DiT pipeline (tests/test_class_conditional.py prunes one)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    from tiny_transformers import tiny_dit_pipeline
 
-    torch.manual_seed(0)
-    transformer = DiTTransformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        out_channels=8,
-        num_layers=3,
-        num_attention_heads=2,
-        attention_head_dim=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8,),
-        norm_num_groups=8,
-        latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-    )
     folder = tmp_path_factory.mktemp("dit")
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
+    tiny_dit_pipeline().save_pretrained(folder)
     return folder
 
 
@@ -78,7 +60,8 @@ def test_a_dit_pipelines_blocks_and_branches_are_listed(capsys, dit_folder):
     assert main(["units", str(dit_folder), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["units"]
     blocks = [row["name"] for row in rows if row["kind"] == "transformer_block"]
-    assert blocks == ["transformer_blocks.1", "transformer_blocks.2"]  # block 0 conditions DiT's output layer
+    assert blocks == ["transformer_blocks.1", "transformer_blocks.2", "transformer_blocks.3"]  # block 0 conditions
+    # DiT's output layer
     assert "transformer_blocks.0.ff" in [row["name"] for row in rows]  # its branches can go
 
 

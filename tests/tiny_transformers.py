@@ -151,6 +151,15 @@ def tiny_sana(sample_size: int = 8):
 TINY_TRANSFORMERS = {"pixart": tiny_pixart, "dit": tiny_dit, "sd3": tiny_sd3, "flux": tiny_flux, "sana": tiny_sana}
 
 
+def _dpm_solver_linear_betas():
+    """DPM-Solver++ over DDPM's linear betas, as PixArt ships and as DiT's documentation swaps in."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler(
+        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
+    )
+
+
 def _tiny_t5(vocab_size: int):
     from transformers import T5Config, T5EncoderModel
 
@@ -162,15 +171,13 @@ def tiny_pixart_sigma_pipeline():
     """PixArt-Sigma as it ships (T5 text encoder, DPM-Solver with linear betas, a learnt-sigma transformer, an
     8x VAE, resolution binning), at its smallest bin: 256x256 images, 32x32 latents. The tokenizer is the tests'
     tiny CLIP one: the pipeline only needs ids and a mask."""
-    from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline
+    from diffusers import PixArtSigmaPipeline
     from tiny_models import tiny_tokenizer, tiny_vae
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
     transformer, _ = tiny_pixart(sample_size=32)  # PixArt-Sigma bins resolutions from 32 latents up
-    scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
-    )
+    scheduler = _dpm_solver_linear_betas()
     return PixArtSigmaPipeline(
         tokenizer=tokenizer,
         text_encoder=_tiny_t5(len(tokenizer)),
@@ -183,7 +190,7 @@ def tiny_pixart_sigma_pipeline():
 def tiny_pixart_alpha_pipeline():
     """PixArt-alpha 1024 as it ships: its 128-latent transformer takes resolution and aspect-ratio conditions
     (`use_additional_conditions`), T5, DPM-Solver, 1024 resolution binning; tiny widths, 1024x1024 images."""
-    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline
+    from diffusers import PixArtAlphaPipeline
     from tiny_models import tiny_tokenizer, tiny_vae
 
     torch.manual_seed(0)
@@ -201,9 +208,7 @@ def tiny_pixart_alpha_pipeline():
         norm_type="ada_norm_single",
     )
     assert transformer.use_additional_conditions
-    scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
-    )
+    scheduler = _dpm_solver_linear_betas()
     return PixArtAlphaPipeline(
         tokenizer=tokenizer,
         text_encoder=_tiny_t5(len(tokenizer)),
@@ -290,7 +295,7 @@ def tiny_dit_pipeline():
     """DiT as it ships (class-conditional over 1000 ImageNet classes, label 1000 the null class of guidance,
     learnt variance, an 8x VAE, ImageNet label names), with the DPM-Solver swap its documentation shows, at
     16x16 images."""
-    from diffusers import DiTPipeline, DPMSolverMultistepScheduler
+    from diffusers import DiTPipeline
     from tiny_models import tiny_vae
 
     torch.manual_seed(0)
@@ -304,9 +309,7 @@ def tiny_dit_pipeline():
         patch_size=2,
         num_embeds_ada_norm=1000,
     )
-    scheduler = DPMSolverMultistepScheduler(
-        beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon"
-    )
+    scheduler = _dpm_solver_linear_betas()
     labels = {0: "tench, Tinca tinca", 1: "goldfish, Carassius auratus", 207: "golden retriever"}
     return DiTPipeline(transformer=transformer.eval(), vae=tiny_vae(), scheduler=scheduler, id2label=labels)
 
