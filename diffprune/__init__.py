@@ -1,15 +1,16 @@
-"""diffprune: find the UNet structures that matter least, cut them for real, and prove the trade-off.
+"""diffprune: find the denoiser structures that matter least, cut them for real, and prove the trade-off.
 
 The package follows the flow, one folder per stage (each folder's docstring says what it owns and what it
 may import):
-    structure/ (units, gates, costs, surgery, saved cuts) -> criteria/ (scores) -> pruning/ (budget, selection,
-    prune) -> recovery/ (distillation, LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
-with models/ (loading, generation, task adapters, training noise) beside them, and shared modules at the root
-(errors, devices, tensors, outputs, distributed).
+    families/ (what each denoiser class is made of and how its pipeline calls it) -> structure/ (units, gates,
+    costs, surgery) -> criteria/ (scores) -> pruning/ (budget, selection, prune) -> recovery/ (distillation,
+    LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
+with models/ (loading, saving, generation, task adapters, training noise) beside them, and shared modules at the
+root (errors, devices, tensors, outputs, distributed).
 
 Attributes are imported lazily so `diffprune --help` stays fast. No subpackage shares a name with an
-exported function: importing a submodule binds its name on the package, which would shadow the function. `ModelMixin` is re-exported on purpose: for a
-model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet (or transformer) is passed in (what
+exported function: importing a submodule binds its name on the package, which would shadow the function.
+`ModelMixin` and every `Pruned<Class>` are re-exported on purpose: for a model_index.json entry ["diffprune", "PrunedUNet2DConditionModel"] whose UNet (or transformer) is passed in (what
 `load_pipeline` does), diffusers checks the passed UNet against this module's base classes, looked up as
 attributes.
 """
@@ -30,14 +31,7 @@ _EXPORTS = {
     "count_macs": "structure.costs",
     "count_parameters": "structure.costs",
     "measure_latency": "structure.costs",
-    "PrunedUNet2DConditionModel": "structure.removal",
-    "PrunedUNet2DModel": "structure.removal",
-    "PrunedAudioLDM2UNet2DConditionModel": "structure.removal",
-    "PrunedPixArtTransformer2DModel": "structure.removal",
-    "PrunedDiTTransformer2DModel": "structure.removal",
-    "PrunedSD3Transformer2DModel": "structure.removal",
-    "PrunedFluxTransformer2DModel": "structure.removal",
-    "PrunedSanaTransformer2DModel": "structure.removal",
+    "family_of": "families",
     "load_pipeline": "models.loading",
     "DiffpruneError": "errors",
     "prune": "pruning.prune",
@@ -61,7 +55,7 @@ _DIFFUSERS_BASES = ("ModelMixin", "SchedulerMixin", "DiffusionPipeline")
 __all__ = sorted(_EXPORTS)
 
 
-_SUBPACKAGES = ("structure", "models", "criteria", "pruning", "recovery", "evaluation")
+_SUBPACKAGES = ("families", "structure", "models", "criteria", "pruning", "recovery", "evaluation")
 
 
 def __getattr__(name):
@@ -71,4 +65,6 @@ def __getattr__(name):
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     if name in _DIFFUSERS_BASES:
         return getattr(import_module("diffusers"), name)
+    if name.startswith("Pruned"):  # Pruned<DiffusersClass>, made on first use (structure/removal.py)
+        return getattr(import_module(".structure.removal", __name__), name)
     raise AttributeError(f"module 'diffprune' has no attribute {name!r}")

@@ -35,12 +35,12 @@ from benchmark_criteria import mean_std, quality  # noqa: E402
 from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.errors import DiffpruneError  # noqa: E402
+from diffprune.families import example_inputs  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
 from diffprune.pruning.selection import Budget  # noqa: E402
 from diffprune.structure.costs import count_macs, count_parameters, measure_latency  # noqa: E402
-from diffprune.structure.unet_inputs import example_inputs  # noqa: E402
 
 MODEL = "digits-ddpm"
 

@@ -12,9 +12,9 @@ from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel,
 
 import diffprune
 from diffprune.errors import DiffpruneError
+from diffprune.families import example_inputs
 from diffprune.structure.costs import count_macs
 from diffprune.structure.gates import gated, removal_values
-from diffprune.structure.unet_inputs import example_inputs
 from diffprune.structure.units import find_units
 
 

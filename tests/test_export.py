@@ -6,8 +6,8 @@ from tiny_models import ddpm_unet, sd_unet
 
 import diffprune
 from diffprune.errors import DiffpruneError
+from diffprune.families import example_inputs
 from diffprune.structure.export import export_plain
-from diffprune.structure.unet_inputs import example_inputs
 
 
 @pytest.mark.parametrize(

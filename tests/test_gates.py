@@ -1,8 +1,8 @@
 import torch
 from tiny_models import FAMILIES
 
+from diffprune.families import example_inputs
 from diffprune.structure.gates import gated, removal_values, variant_values
-from diffprune.structure.unet_inputs import example_inputs
 from diffprune.structure.units import find_units
 
 

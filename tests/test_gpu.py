@@ -7,12 +7,12 @@ from tiny_models import sd_unet, tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.devices import placement_of
+from diffprune.families import example_inputs
 from diffprune.models.adapters import CalibrationSettings
 from diffprune.models.components import with_unet
 from diffprune.recovery.distillation import DistillSettings
 from diffprune.structure.costs import count_macs
 from diffprune.structure.gates import gated, removal_values
-from diffprune.structure.unet_inputs import example_inputs
 
 pytestmark = pytest.mark.gpu
 FP16 = torch.float16

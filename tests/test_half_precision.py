@@ -9,12 +9,12 @@ import diffprune
 from diffprune.devices import converted_copy, placement_of, resolve_device, torch_dtype
 from diffprune.distributed import use_cpu
 from diffprune.errors import DiffpruneError
+from diffprune.families import example_inputs
 from diffprune.models.adapters import CalibrationSettings
 from diffprune.models.components import with_unet
 from diffprune.recovery.distillation import DistillSettings
 from diffprune.structure.costs import count_macs, count_parameters
 from diffprune.structure.gates import gated, removal_values
-from diffprune.structure.unet_inputs import example_inputs
 
 BF16 = torch.bfloat16
 SD_CALIBRATION = dict(num_samples=2, num_inference_steps=1, prompts=["a 1", "a 2"], show_progress=False)

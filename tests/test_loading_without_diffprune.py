@@ -13,9 +13,9 @@ from diffusers import AutoModel, DDPMScheduler
 from tiny_models import tiny_sd_pipeline
 
 import diffprune
+from diffprune.families import example_inputs
 from diffprune.models.saved_cuts import save_pipeline
 from diffprune.structure import removal, units
-from diffprune.structure.unet_inputs import example_inputs
 
 REMOVED = [
     "down_blocks.0.attentions.1",

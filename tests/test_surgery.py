@@ -4,10 +4,10 @@ from tiny_models import FAMILIES
 
 import diffprune
 from diffprune.errors import DiffpruneError
+from diffprune.families import example_inputs
 from diffprune.structure.costs import count_macs, count_parameters
 from diffprune.structure.gates import gated, removal_values
 from diffprune.structure.surgery import pruned_class_for
-from diffprune.structure.unet_inputs import example_inputs
 from diffprune.structure.units import find_units
 
 

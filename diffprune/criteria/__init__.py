@@ -13,7 +13,7 @@ it across registry key, module and class:
 returning {unit name: score}; a user's own criterion needs no registration (see README). Scores are kept in a
 ScoreStore (score_store.py), so an interrupted run resumes.
 
-May import: the package root's shared modules, structure/, models/, and pruning.selection (budget-aware
+May import: the package root's shared modules, families/, structure/, models/, and pruning.selection (budget-aware
 criteria aim at the same budget the selection uses).
 """
 

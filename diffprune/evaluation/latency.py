@@ -22,6 +22,7 @@ import torch
 
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
+from diffprune.families import family_of
 from diffprune.models.generation import DEFAULT_STEPS, generate, takes_prompts
 from diffprune.structure.costs import measure_latency, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
@@ -105,9 +106,9 @@ def unet_batch_size(pipeline, settings: LatencySettings) -> int:
     """The batch one UNet call sees: doubled by classifier-free guidance (unconditional + conditional halves)."""
     guidance = pipeline_guidance_scale(pipeline, settings.guidance_scale)
     guided = takes_prompts(pipeline) and guidance is not None and guidance > 1
-    config = denoiser_of(pipeline).config
-    guided = guided and config.get("time_cond_proj_dim") is None  # guidance-distilled (LCM): one pass
-    guided = guided and not config.get("guidance_embeds")  # FLUX-dev: guidance is an input, one pass
+    denoiser = denoiser_of(pipeline)
+    guided = guided and denoiser.config.get("time_cond_proj_dim") is None  # guidance-distilled (LCM): one pass
+    guided = guided and family_of(denoiser).guidance == "batched"  # FLUX-dev: guidance is an input, one pass
     return settings.batch_size * (2 if guided else 1)
 
 

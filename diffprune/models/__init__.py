@@ -2,5 +2,5 @@
 model card, the bundled zoo, generation with a pipeline's own sampler, task adapters (calibration data and the
 denoising loss per family), the training noise of a scheduler, prompts and user images.
 
-May import: the package root's shared modules and structure/.
+May import: the package root's shared modules, families/ and structure/.
 """

@@ -19,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
-from diffprune.structure.unet_inputs import needs_image_embeddings
+from diffprune.families import CALIBRATION, require
+from diffprune.structure.denoiser import denoiser_of
 
 TEXT_TO_IMAGE = "text-to-image"
 UNCONDITIONAL_IMAGE = "unconditional-image"
@@ -48,13 +49,12 @@ class GeneratedBatch:
 
 
 def pipeline_family(pipeline) -> str:
-    """Which of FAMILIES a pipeline belongs to, judged by its components, not its class name."""
-    unet = getattr(pipeline, "unet", None)
-    if unet is not None and needs_image_embeddings(unet.config):  # Kandinsky 2.x: none of FAMILIES can call it
-        raise DiffpruneError(
-            f"{type(pipeline).__name__} needs image_embeds from a prior pipeline, which prune and evaluate cannot "
-            "supply yet: pass its UNet alone (diffprune.find_units / diffprune.remove_units(pipeline.unet, units))"
-        )
+    """Which of FAMILIES a pipeline belongs to, judged by its components (or, where they cannot tell, by its
+    denoiser's family), not its class name; a pipeline whose denoiser's family cannot sample through it is refused
+    with that family's reason."""
+    denoiser_family = require(denoiser_of(pipeline), CALIBRATION, pipeline)
+    if denoiser_family.task is not None:
+        return denoiser_family.task
     if "class_labels" in inspect.signature(pipeline.__call__).parameters:  # DiTPipeline
         return CLASS_CONDITIONAL_IMAGE
     if getattr(pipeline, "mel", None) is not None:
@@ -73,28 +73,14 @@ def takes_prompts(pipeline) -> bool:
 
 def class_ids(pipeline, labels) -> list[int]:
     """Class ids for class labels given as integers ("207") or as names the pipeline knows ("white shark")."""
-    known = getattr(pipeline, "labels", None) or {}
-    num_classes = denoiser_num_classes(pipeline)
-    ids = []
-    for label in labels:
-        text = str(label).strip()
-        if text.isdigit():
-            ids.append(int(text))
-        elif text in known:
-            ids.append(int(known[text]))
-        else:
-            hint = f"one of its {len(known)} label names or " if known else ""
-            raise DiffpruneError(f"{text!r} is not a class of this {type(pipeline).__name__}; pass {hint}an integer id")
-        if num_classes is not None and not 0 <= ids[-1] < num_classes:
-            raise DiffpruneError(f"class id {ids[-1]} is out of range; this model has classes 0 to {num_classes - 1}")
-    return ids
+    denoiser = denoiser_of(pipeline)
+    return require(denoiser, CALIBRATION, pipeline).class_ids(pipeline, labels)
 
 
 def denoiser_num_classes(pipeline) -> int | None:
     """How many classes a class-conditional denoiser embeds (DiT: num_embeds_ada_norm), if it says."""
-    from diffprune.structure.denoiser import denoiser_of
-
-    return denoiser_of(pipeline).config.get("num_embeds_ada_norm")
+    denoiser = denoiser_of(pipeline)
+    return require(denoiser, CALIBRATION, pipeline).num_classes(denoiser)
 
 
 def sample_plan(

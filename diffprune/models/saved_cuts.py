@@ -18,13 +18,10 @@ import json
 from pathlib import Path
 
 from diffprune.errors import DiffpruneError
+from diffprune.families import family_of
+from diffprune.structure import removal
 from diffprune.structure.denoiser import DENOISER_COMPONENTS, denoiser_of
-from diffprune.structure.removal import (
-    LOAD_HINT,
-    MODULE_NAME,
-    PRUNED_CLASSES,
-    PRUNED_TRANSFORMER_CLASSES,
-)
+from diffprune.structure.removal import LOAD_HINT, MODULE_NAME
 
 REPORT_FILE = "pruning_report.json"
 MODEL_CARD_FILE = "README.md"
@@ -35,20 +32,15 @@ def removed_unit_names(unet) -> list[str]:
 
 
 def in_saved_form(pipeline):
-    """The pipeline as it is saved: with a stock UNet where a stock config expresses the cut, else unchanged."""
-    from diffprune.models.components import with_unet
-    from diffprune.structure.export import PLAIN_CLASSES, export_plain, plain_config
+    """The pipeline as it is saved: with a stock denoiser class where a stock config expresses the cut (its family
+    says: structure/export.py), else unchanged."""
+    from diffprune.models.components import with_denoiser
+    from diffprune.structure.export import export_plain
 
-    if getattr(pipeline, "unet", None) is None:  # a transformer's depth cut is a stock class already
+    denoiser = denoiser_of(pipeline)
+    if not removed_unit_names(denoiser) or isinstance(family_of(denoiser).stock_config(denoiser), str):
         return pipeline
-    # AudioLDM2's UNet has no stock class diffusers could load by that config alone.
-    if not removed_unit_names(pipeline.unet) or type(pipeline.unet).__name__ not in PLAIN_CLASSES:
-        return pipeline
-    try:
-        plain_config(pipeline.unet)
-    except DiffpruneError:
-        return pipeline
-    return with_unet(pipeline, export_plain(pipeline.unet))
+    return with_denoiser(pipeline, export_plain(denoiser))
 
 
 def save_pipeline(pipeline, folder: Path) -> bool:
@@ -78,15 +70,13 @@ def pruned_components(location: str, torch_dtype=None) -> dict:
     from diffusers import DiffusionPipeline
 
     index = DiffusionPipeline.load_config(location)
-    classes = {cls.__name__: cls for cls in [*PRUNED_CLASSES.values(), *PRUNED_TRANSFORMER_CLASSES.values()]}
     components = {}
     for component in DENOISER_COMPONENTS:
         entry = index.get(component)
         if not entry or entry[0] != MODULE_NAME:
             continue
-        if entry[1] not in classes:
+        cls = getattr(removal, entry[1], None)
+        if cls is None:
             raise DiffpruneError(f"{location} names an unknown diffprune class {entry[1]}; {LOAD_HINT}")
-        components[component] = classes[entry[1]].from_pretrained(
-            location, subfolder=component, torch_dtype=torch_dtype
-        )
+        components[component] = cls.from_pretrained(location, subfolder=component, torch_dtype=torch_dtype)
     return components

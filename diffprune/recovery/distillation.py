@@ -29,13 +29,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
+from diffprune.families import family_of
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.recovery.checkpoints import load_checkpoint, save_checkpoint
 from diffprune.structure.denoiser import denoiser_of
-from diffprune.structure.transformer_depth import TWO_STREAM_BLOCKS, is_diffusion_transformer, stacks_of
-from diffprune.tensors import output_tensor
+from diffprune.structure.hooks import watch
+from diffprune.structure.transformer_depth import block_gate_form
 
 MATCHED_BLOCK_LISTS = ("down_blocks", "up_blocks")
 
@@ -74,15 +75,10 @@ def matched_blocks(student, teacher) -> dict[str, tuple[str, str]]:
     inside). Diffusion transformers: the last block of each stack (what enters the output layer, or FLUX's
     single-stream stack), since a depth cut renumbers the blocks in between.
     """
-    if is_diffusion_transformer(teacher):
-        pairs = {}
-        for attribute, _ in stacks_of(teacher):
-            last = f"{attribute}.{{}}"
-            pairs[f"{attribute}[-1]"] = (
-                last.format(len(getattr(student, attribute)) - 1),
-                last.format(len(getattr(teacher, attribute)) - 1),
-            )
-        return pairs
+    family = family_of(teacher)
+    if family.is_transformer:
+        student_blocks = family.output_blocks(student)
+        return {name: (student_blocks[name], path) for name, path in family.output_blocks(teacher).items()}
     pairs = {}
     for list_name in MATCHED_BLOCK_LISTS:
         count = min(len(getattr(student, list_name)), len(getattr(teacher, list_name)))
@@ -93,25 +89,36 @@ def matched_blocks(student, teacher) -> dict[str, tuple[str, str]]:
 
 
 class BlockOutputs:
-    """Forward hooks that record the main output tensor of blocks, by name ({name: module path});
-    two-stream transformer blocks return (text, image) states: the image stream is recorded."""
+    """Records the main output tensor of blocks, by name ({name: module path}), through the one hook mechanism
+    (structure/hooks.py); a two-stream transformer block returns (text, image) states: the image stream is kept."""
 
     def __init__(self, model, paths: dict[str, str]):
         self.outputs: dict[str, torch.Tensor] = {}
-        self._handles = [
-            model.get_submodule(path).register_forward_hook(
-                lambda module, args, output, name=name: self._keep(name, module, output)
-            )
-            for name, path in paths.items()
-        ]
+        names = {path: name for name, path in paths.items()}
+        forms = _block_forms(model)
+        self._watching = watch(model, {path: forms.get(path) for path in paths.values()}, self._keep(names))
+        self._watching.__enter__()
 
-    def _keep(self, name, module, output):
-        two_streams = type(module).__name__ in TWO_STREAM_BLOCKS and isinstance(output, tuple)
-        self.outputs[name] = output[-1] if two_streams else output_tensor(output)
+    def _keep(self, names):
+        def keep(path, call):
+            self.outputs[names[path]] = call.outputs[0]
+
+        return keep
 
     def remove(self):
-        for handle in self._handles:
-            handle.remove()
+        self._watching.__exit__(None, None, None)
+
+
+def _block_forms(model) -> dict[str, str]:
+    """{block path: gate form} of a diffusion transformer's blocks ({} for a UNet: one stream everywhere)."""
+    family = family_of(model)
+    if not family.is_transformer:
+        return {}
+    return {
+        f"{stack.attribute}.{index}": block_gate_form(stack)
+        for stack in family.stacks
+        for index in range(len(getattr(model, stack.attribute)))
+    }
 
 
 def distillation_loss(student_prediction, target, teacher_prediction, student_features, teacher_features, settings):

@@ -113,11 +113,15 @@ def _pruned_unet(pruned):
         )
     from accelerate import init_empty_weights
 
-    from diffprune.structure.removal import PRUNED_CLASSES
+    from diffprune.structure import removal
 
     index = json.loads((folder / "model_index.json").read_text())
-    classes = {cls.__name__: cls for cls in PRUNED_CLASSES.values()} | {cls.__name__: cls for cls in PRUNED_CLASSES}
-    unet_class = classes.get((index.get("unet") or [None, None])[1])
+    class_name = (index.get("unet") or [None, None])[1] or ""
+    unet_class = (
+        getattr(removal, class_name, None)
+        if class_name.startswith(removal.PRUNED_PREFIX)
+        else removal.base_class_named(class_name)
+    )
     if unet_class is None:
         raise DiffpruneError(
             f"{folder} has no UNet diffprune can read ({index.get('unet')}); pass a pruned UNet pipeline folder"

@@ -3,5 +3,5 @@
 (a cut as a plain stock model where its config allows), and removal.py, the replacement modules and Pruned*
 classes that also travel with saved cuts as their own code (so it imports nothing from diffprune).
 
-May import: the package root's shared modules (errors, devices, tensors, outputs, distributed).
+May import: the package root's shared modules (errors, devices, tensors, outputs, distributed) and families/.
 """

@@ -16,10 +16,8 @@ from torch.utils import flop_counter
 from torch.utils.benchmark import Timer
 
 from diffprune.devices import place
+from diffprune.families import example_inputs
 from diffprune.structure.denoiser import denoiser_of
-from diffprune.structure.transformer_depth import is_diffusion_transformer
-from diffprune.structure.transformer_inputs import transformer_example_inputs
-from diffprune.structure.unet_inputs import example_inputs
 
 
 def _custom_flop_formulas() -> dict:
@@ -37,7 +35,7 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
     """MACs of one forward per module path ('' is the whole model)."""
-    inputs = place(inputs, unet) if inputs else denoiser_example_inputs(unet)
+    inputs = place(inputs, unet) if inputs else example_inputs(unet)
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_custom_flop_formulas())
     with torch.no_grad(), counter:
         unet(**inputs)
@@ -56,23 +54,11 @@ def count_macs(unet: torch.nn.Module, inputs: dict | None = None) -> int:
     return macs_by_module(unet, inputs).get("", 0)
 
 
-def denoiser_example_inputs(model, batch_size: int = 1, text_length: int | None = None, **options) -> dict:
-    """Example inputs for a UNet (unet_inputs.py) or a diffusion transformer (transformer_inputs.py)."""
-    if is_diffusion_transformer(model):
-        return transformer_example_inputs(model, batch_size, text_length=text_length, **options)
-    return example_inputs(model, batch_size, text_length=text_length, **options)
-
-
 def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:
     """One denoiser forward as the pipeline makes it (its tokenizer's length for text models, a transformer
     pipeline's latent size), batch 1 unless asked."""
-    denoiser = denoiser_of(pipeline)
-    if is_diffusion_transformer(denoiser):
-        latent_size = getattr(pipeline, "default_sample_size", None)
-        return transformer_example_inputs(
-            denoiser, batch_size, text_length=text_length(pipeline), latent_size=latent_size
-        )
-    return example_inputs(denoiser, batch_size, text_length=text_length(pipeline))
+    latent_size = getattr(pipeline, "default_sample_size", None)
+    return example_inputs(denoiser_of(pipeline), batch_size, text_length=text_length(pipeline), latent_size=latent_size)
 
 
 def text_length(pipeline) -> int | None:

@@ -24,24 +24,23 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from diffprune.structure.units import RESIDUAL_BRANCH, TWO_STREAM_BLOCK, TWO_STREAM_BRANCH, Unit
-from diffprune.tensors import first_tensor, output_tensor, replace_output_tensor
+from diffprune.structure.hooks import TWO_STREAM_BLOCKS, Call, watch
+from diffprune.structure.removal import RESIDUAL_BRANCH, TWO_STREAM_BRANCH
+from diffprune.structure.units import Unit
 
 
 class Gates:
-    """Forward hooks that blend each unit's output with its bypass according to `values`."""
+    """Hooks (structure/hooks.py) that blend each unit's output with its bypass according to `values`."""
 
-    def __init__(self, unet: nn.Module, units: list[Unit], values: torch.Tensor | None = None):
+    def __init__(self, model: nn.Module, units: list[Unit], values: torch.Tensor | None = None):
         self.units = list(units)
         self.values = values if values is not None else torch.ones(len(self.units))
         learnable = self.values.requires_grad
         self._all_ones = None if learnable else [bool((value == 1).all()) for value in self.values.detach().cpu()]
         self._placed: dict[tuple, torch.Tensor] = {}  # fixed values on each (device, dtype) the model uses
-        modules = dict(unet.named_modules())
-        self._handles = [
-            modules[unit.name].register_forward_hook(self._hook(index, unit.gate_form), with_kwargs=True)
-            for index, unit in enumerate(self.units)
-        ]
+        self._index = {unit.gate_path: index for index, unit in enumerate(self.units)}
+        self._watching = watch(model, {unit.gate_path: _gated_form(unit) for unit in self.units}, self._gate)
+        self._watching.__enter__()
 
     def _values_like(self, like: torch.Tensor) -> torch.Tensor:
         if self._all_ones is None:  # learnable: a differentiable copy on every call
@@ -60,32 +59,26 @@ class Gates:
             gate = gate.repeat(repeats).view(-1, *([1] * (like.ndim - 1)))
         return gate
 
-    def _hook(self, index: int, gate_form: str):
-        def hook(module, args, kwargs, output):
-            if self._all_ones is not None and self._all_ones[index]:
-                return output  # the original, bit for bit
-            if gate_form == TWO_STREAM_BLOCK:  # returns (text stream, image stream), each a residual block
-                hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-                encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
-                gate = self._gate_for(index, hidden)
-                return _blend(encoder, output[0], gate), _blend(hidden, output[1], gate)
-            if gate_form == TWO_STREAM_BRANCH:  # (image output, text output[, ...]): every stream scaled
-                gate = self._gate_for(index, output[0])
-                return tuple(gate * stream if isinstance(stream, torch.Tensor) else stream for stream in output)
-            y = output_tensor(output)
-            gate = self._gate_for(index, y)
-            if gate_form == RESIDUAL_BRANCH:
-                gated = gate * y
-            else:
-                gated = _blend(first_tensor(args, kwargs), y, gate)
-            return replace_output_tensor(output, gated)
-
-        return hook
+    def _gate(self, path: str, call: Call):
+        index = self._index[path]
+        if self._all_ones is not None and self._all_ones[index]:
+            return None  # the original, bit for bit
+        outputs = call.outputs
+        gate = self._gate_for(index, outputs[0])
+        if call.gate_form in (RESIDUAL_BRANCH, TWO_STREAM_BRANCH):  # contributions to a residual: scaled
+            return call.rebuild([gate * stream for stream in outputs])
+        # Residual blocks, one stream or two: each stream blended with the block's input of that stream.
+        return call.rebuild([_blend(x, y, gate) for x, y in zip(call.inputs, outputs, strict=True)])
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        if self._watching is not None:
+            self._watching.__exit__(None, None, None)
+            self._watching = None
+
+
+def _gated_form(unit: Unit) -> str:
+    """A unit gated at another module (after a scale-invariant norm) is a contribution to a residual there."""
+    return RESIDUAL_BRANCH if unit.gate_at and unit.gate_form not in TWO_STREAM_BLOCKS else unit.gate_form
 
 
 def _blend(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -97,9 +90,9 @@ def _blend(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor
 
 
 @contextmanager
-def gated(unet: nn.Module, units: list[Unit], values: torch.Tensor | None = None):
-    """`with gated(unet, units, values) as gates:` runs the UNet with gates; hooks are removed afterwards."""
-    gates = Gates(unet, units, values)
+def gated(model: nn.Module, units: list[Unit], values: torch.Tensor | None = None):
+    """`with gated(model, units, values) as gates:` runs the denoiser with gates; hooks are removed afterwards."""
+    gates = Gates(model, units, values)
     try:
         yield gates
     finally:

@@ -4,14 +4,16 @@ classes whose config records the removed units.
 This file imports only the standard library, torch and diffusers, on purpose: every saved cut carries a verbatim
 copy of it as `unet/diffprune.py` (or `transformer/diffprune.py`), so `DiffusionPipeline.from_pretrained(folder,
 trust_remote_code=True)` and `AutoModel.from_pretrained(folder, subfolder="unet", trust_remote_code=True)` rebuild
-the cut on a machine without diffprune. diffprune runs this same file (structure/surgery.py and models/saved_cuts.py import from it), so the
-shipped code cannot drift from the library's.
+the cut on a machine without diffprune. diffprune runs this same file (structure/surgery.py and models/saved_cuts.py import from
+it), so the shipped code cannot drift from the library's.
 
-A removed residual block becomes `Bypass` (returns its input in the container its callers expect); a removed
-sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual), or `ZeroStreams` for a joint
-attention (SD3, FLUX) that returns one output per stream. None has parameters.
-`PrunedUNet2DConditionModel(**config, removed_units={name: gate_form})` builds the original architecture and
-applies the removal, so a cut is described by data (its config) and reloads through `from_pretrained`.
+A removed residual block becomes `Bypass` (returns its input in the container its callers expect), a removed
+two-stream block `TwoStreamBypass` (returns both streams unchanged); a removed sub-layer becomes `ZeroBranch`
+(contributes nothing to its parent's residual), or `ZeroStreams` for a joint attention (SD3, FLUX) that returns
+one output per stream. None has parameters.
+`Pruned<Class>(**config, removed_units={name: gate_form})` (made for any diffusers model class on first use, see
+`pruned_class`) builds the original architecture and applies the removal, so a cut is described by data (its
+config) and reloads through `from_pretrained`.
 """
 
 from __future__ import annotations
@@ -21,24 +23,16 @@ import json
 import shutil
 from pathlib import Path
 
-from diffusers import (
-    DiTTransformer2DModel,
-    FluxTransformer2DModel,
-    PixArtTransformer2DModel,
-    SanaTransformer2DModel,
-    SD3Transformer2DModel,
-    UNet2DConditionModel,
-    UNet2DModel,
-)
-from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
+import diffusers
 from torch import nn
 
-# The gate form of a sub-layer whose parent adds its output to a residual; configs store gate forms as strings
-# (equal to diffprune.structure.units.RESIDUAL_BRANCH, which a test checks).
-RESIDUAL_BRANCH = "branch"
-# The gate form of a joint attention (SD3, FLUX) that returns (image stream, text stream), each added to its
-# stream's residual (equal to diffprune.structure.units.TWO_STREAM_BRANCH).
-TWO_STREAM_BRANCH = "two_stream_branch"
+# Gate forms: how a unit's call carries its streams, and so how it is gated (structure/gates.py) and what stands
+# in for it once removed. A cut's config records {unit path: gate form}, so these strings are saved data.
+RESIDUAL_BLOCK = "residual"  # x -> f(x) of the same shape; removed: returns x
+RESIDUAL_BRANCH = "branch"  # its parent adds f(x) to a residual; removed: contributes zeros
+TWO_STREAM_BLOCK = "two_stream"  # (hidden, encoder) -> (encoder', hidden'): SD3, FLUX; removed: returns its inputs
+TWO_STREAM_BLOCK_IMAGE_FIRST = "two_stream_image_first"  # (hidden, encoder) -> (hidden', encoder'): HiDream, CogView4
+TWO_STREAM_BRANCH = "two_stream_branch"  # a joint attention returning one output per stream; removed: zeros
 # model_index.json names the library "diffprune", and diffusers looks for a component's code in
 # `<component>/<library>.py`; so this is also the file name a saved cut carries.
 MODULE_NAME = "diffprune"
@@ -75,6 +69,21 @@ class Bypass(nn.Module):
         return Transformer2DModelOutput(sample=hidden_states)
 
 
+class TwoStreamBypass(nn.Module):
+    """Stands in for a removed two-stream block: returns its `hidden_states` and `encoder_hidden_states` unchanged,
+    in the order the block returned them. `parameters` are the removed block's parameter names, so positional
+    calls are read the way the block read them."""
+
+    def __init__(self, parameters: list[str], image_first: bool):
+        super().__init__()
+        self.parameters_of_block, self.image_first = list(parameters), image_first
+
+    def forward(self, *args, **kwargs):
+        named = {**dict(zip(self.parameters_of_block, args, strict=False)), **kwargs}  # args fill the first parameters
+        hidden, encoder = named["hidden_states"], named["encoder_hidden_states"]
+        return (hidden, encoder) if self.image_first else (encoder, hidden)
+
+
 class ZeroBranch(nn.Module):
     """Stands in for a removed sub-layer (attention or feed-forward) whose output its parent adds to a residual."""
 
@@ -105,7 +114,10 @@ def replacement_for(module: nn.Module, gate_form: str) -> nn.Module:
         return ZeroBranch()
     if gate_form == TWO_STREAM_BRANCH:
         return ZeroStreams()
-    return Bypass(returns_container="return_dict" in inspect.signature(module.forward).parameters)
+    parameters = inspect.signature(module.forward).parameters
+    if gate_form in (TWO_STREAM_BLOCK, TWO_STREAM_BLOCK_IMAGE_FIRST):
+        return TwoStreamBypass(list(parameters), image_first=gate_form == TWO_STREAM_BLOCK_IMAGE_FIRST)
+    return Bypass(returns_container="return_dict" in parameters)
 
 
 def apply_removal(unet: nn.Module, removed: dict[str, str]) -> None:
@@ -165,26 +177,41 @@ def _make_pruned_class(base: type) -> type:
     return type(name, (_CutModelFiles, base), namespace)
 
 
-PrunedUNet2DConditionModel = _make_pruned_class(UNet2DConditionModel)
-PrunedUNet2DModel = _make_pruned_class(UNet2DModel)
-PrunedAudioLDM2UNet2DConditionModel = _make_pruned_class(AudioLDM2UNet2DConditionModel)
-# Diffusion transformers need these only for sub-layer cuts; a cut of whole blocks stays the stock class.
-PrunedPixArtTransformer2DModel = _make_pruned_class(PixArtTransformer2DModel)
-PrunedDiTTransformer2DModel = _make_pruned_class(DiTTransformer2DModel)
-PrunedSD3Transformer2DModel = _make_pruned_class(SD3Transformer2DModel)
-PrunedFluxTransformer2DModel = _make_pruned_class(FluxTransformer2DModel)
-PrunedSanaTransformer2DModel = _make_pruned_class(SanaTransformer2DModel)
-# The UNet classes diffprune can cut, each with the class its cuts become.
-PRUNED_CLASSES = {
-    UNet2DConditionModel: PrunedUNet2DConditionModel,
-    UNet2DModel: PrunedUNet2DModel,
-    AudioLDM2UNet2DConditionModel: PrunedAudioLDM2UNet2DConditionModel,
-}
-# The same for diffusion transformers whose blocks lose sub-layers.
-PRUNED_TRANSFORMER_CLASSES = {
-    PixArtTransformer2DModel: PrunedPixArtTransformer2DModel,
-    DiTTransformer2DModel: PrunedDiTTransformer2DModel,
-    SD3Transformer2DModel: PrunedSD3Transformer2DModel,
-    FluxTransformer2DModel: PrunedFluxTransformer2DModel,
-    SanaTransformer2DModel: PrunedSanaTransformer2DModel,
-}
+PRUNED_PREFIX = "Pruned"
+_PRUNED: dict[type, type] = {}
+
+
+def pruned_class(base: type) -> type:
+    """The Pruned* subclass of a diffusers model class (made once per class, so isinstance checks hold)."""
+    if base not in _PRUNED:
+        _PRUNED[base] = _make_pruned_class(base)
+    return _PRUNED[base]
+
+
+def base_class_named(name: str) -> type | None:
+    """The diffusers model class of that name: exported by diffusers, or by one of its pipelines (AudioLDM2's UNet)."""
+    found = getattr(diffusers, name, None)
+    if found is None:
+        import diffusers.pipelines as pipelines
+
+        found = getattr(pipelines, name, None)
+        if found is None and name.startswith("AudioLDM2"):
+            from diffusers.pipelines.audioldm2 import modeling_audioldm2
+
+            found = getattr(modeling_audioldm2, name, None)
+    return found if isinstance(found, type) and issubclass(found, diffusers.ModelMixin) else None
+
+
+def stock_class_of(cls: type) -> type | None:
+    """The diffusers model class a (possibly Pruned*, possibly a folder's copy of a) model class derives from."""
+    return next((ancestor for ancestor in cls.__mro__ if base_class_named(ancestor.__name__) is ancestor), None)
+
+
+def __getattr__(name: str):
+    """`Pruned<DiffusersClass>` for any diffusers model class: what a saved folder's model_index.json names, looked
+    up by diffusers in this file (the folder's copy) or by diffprune here."""
+    if name.startswith(PRUNED_PREFIX):
+        base = base_class_named(name[len(PRUNED_PREFIX) :])
+        if base is not None:
+            return pruned_class(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

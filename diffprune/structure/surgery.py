@@ -1,15 +1,15 @@
 """Surgery: remove units for real, so their weights, MACs and time are gone.
 
-A removed residual block becomes `Bypass` (returns its input in the container its callers expect); a removed
-sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual). Neither has parameters.
-Invariant (tested for every family): the cut model equals the gated model with those gates at 0.
-The cut model is an instance of a `Pruned*` subclass of the original class whose config lists
-`removed_units`, so save_pretrained / from_pretrained rebuild it from config alone, with no pickling
-(see removal.py, which holds the replacement modules and those classes).
+A removed residual block becomes `Bypass` (or `TwoStreamBypass`: returns its inputs in the container its callers
+expect); a removed sub-layer becomes `ZeroBranch` (contributes nothing to its parent's residual). None has
+parameters. Invariant (tested for every family): the cut model equals the gated model with those gates at 0.
+A cut made in place is an instance of the `Pruned*` subclass of the original class whose config lists
+`removed_units`, so save_pretrained / from_pretrained rebuild it from config alone, with no pickling (see
+removal.py, which holds the replacement modules and those classes).
 
-A diffusion transformer loses whole blocks by depth (transformer_depth.py: the stock class with fewer blocks,
-the rest renumbered); only if branches inside blocks go too does it become its Pruned* subclass, whose
-`removed_units` name the branches by their paths in the cut model.
+A diffusion transformer loses whole blocks of its DEPTH stacks by depth (transformer_depth.py: the stock class
+with fewer blocks, the rest renumbered); only if other units go too (branches inside blocks, blocks of REPLACE
+stacks) does it become its Pruned* subclass, whose `removed_units` name them by their paths in the cut model.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from torch import nn
 
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
+from diffprune.families import is_diffusion_transformer
 
 # The removal mechanics live in removal.py, which saved cuts also carry as their own code.
 from diffprune.structure.removal import (  # noqa: F401 (Bypass, ZeroBranch re-exported)
-    PRUNED_CLASSES,
-    PRUNED_TRANSFORMER_CLASSES,
     Bypass,
     ZeroBranch,
     apply_removal,
-    replacement_for,
+    pruned_class,
+    stock_class_of,
 )
-from diffprune.structure.transformer_depth import depth_units, is_diffusion_transformer, remove_blocks, renumbered
-from diffprune.structure.units import find_units, overlapping, units_by_name
+from diffprune.structure.transformer_depth import remove_blocks, renumbered
+from diffprune.structure.units import DEPTH, Unit, find_units, overlapping, units_by_name
 
 
 def check_selection(units, names) -> None:
@@ -45,45 +45,46 @@ def check_selection(units, names) -> None:
         raise DiffpruneError("a unit is named twice; name each unit to remove once")
 
 
-def remove_units(unet: nn.Module, names) -> nn.Module:
-    """A new model without the named units, on the original's device and in its dtype; `unet` is untouched.
-    A diffusion transformer that loses only whole blocks stays an instance of its stock class.
+def remove_units(model: nn.Module, names, units: list[Unit] | None = None) -> nn.Module:
+    """A new model without the named units, on the original's device and in its dtype; `model` is untouched.
+    A diffusion transformer that loses only whole blocks of its depth stacks stays an instance of its stock class.
+    `units`: the model's units when the caller has found them already (find_units), else they are found here.
 
     Removing units from an already pruned model accumulates: the result records both sets.
     """
     names = list(names)
-    units = find_units(unet)  # probes with inputs on the model's own device and dtype
+    units = find_units(model) if units is None else units  # probes with inputs on the model's own device and dtype
     check_selection(units, names)
-    if is_diffusion_transformer(unet):
-        return _cut_transformer(unet, units, names)
-    removed = dict(unet.config.get("removed_units", None) or {})
-    removed.update({unit.name: unit.gate_form for unit in units_by_name(units, names)})
-    config = dict(unet.config)
+    selected = units_by_name(units, names)
+    if is_diffusion_transformer(model):
+        return _cut_transformer(model, selected)
+    removed = dict(model.config.get("removed_units", None) or {})
+    removed.update({unit.name: unit.gate_form for unit in selected})
+    config = dict(model.config)
     config["removed_units"] = removed
-    placement = placement_of(unet)
-    pruned = pruned_class_for(type(unet)).from_config(config)
+    placement = placement_of(model)
+    pruned = pruned_class_for(type(model)).from_config(config)
     # nn.Module.to, not ModelMixin.to: diffusers warns on every dtype cast ("modules that should be kept in
     # float32: []"), even for models that keep nothing in fp32, which buried the CLI's own output.
     torch.nn.Module.to(pruned, device=placement.device, dtype=placement.dtype)
     # Only surviving modules are in the new model, so the original's state dict maps onto it by name.
-    state = {key: value for key, value in unet.state_dict().items() if not _under_any(key, names)}
+    state = {key: value for key, value in model.state_dict().items() if not _under_any(key, names)}
     pruned.load_state_dict(state, strict=True)
-    return pruned.train(unet.training)
+    return pruned.train(model.training)
 
 
-def _cut_transformer(model: nn.Module, units, names) -> nn.Module:
-    """Whole blocks by depth (a copy of the stock class); then, if branches go too, that copy becomes the Pruned*
-    subclass in place (it adds no state, only how the config is read and saved) and loses them."""
-    removable_blocks = set(depth_units(model))
-    blocks = [name for name in names if name in removable_blocks]
+def _cut_transformer(model: nn.Module, selected: list[Unit]) -> nn.Module:
+    """Whole blocks by depth (a copy of the stock class); then, if units go in place too, that copy becomes the
+    Pruned* subclass in place (it adds no state, only how the config is read and saved) and loses them."""
+    blocks = [unit.name for unit in selected if unit.cut == DEPTH]
     cut = remove_blocks(model, blocks)
-    branches = {renumbered(u.name, blocks): u.gate_form for u in units_by_name(units, names) if u.name not in blocks}
-    if not branches:
+    in_place = {renumbered(unit.name, blocks): unit.gate_form for unit in selected if unit.cut != DEPTH}
+    if not in_place:
         return cut
     cut.__class__ = pruned_class_for(type(cut))
-    removed = {**(cut.config.get("removed_units", None) or {}), **branches}
+    removed = {**(cut.config.get("removed_units", None) or {}), **in_place}
     cut.register_to_config(removed_units=removed)
-    apply_removal(cut, branches)
+    apply_removal(cut, in_place)
     return cut
 
 
@@ -92,9 +93,9 @@ def _under_any(key: str, names) -> bool:
 
 
 def pruned_class_for(cls: type) -> type:
-    for base, pruned in {**PRUNED_CLASSES, **PRUNED_TRANSFORMER_CLASSES}.items():
-        # A cut loaded with trust_remote_code is an instance of the folder's copy of the same class.
-        if cls is base or cls is pruned or (cls.__name__ == pruned.__name__ and issubclass(cls, base)):
-            return pruned
-    supported = ", ".join(base.__name__ for base in {**PRUNED_CLASSES, **PRUNED_TRANSFORMER_CLASSES})
-    raise DiffpruneError(f"cannot prune a {cls.__name__}; supported denoiser classes: {supported}")
+    """The Pruned* class a cut of a `cls` becomes (`cls` may be a Pruned* class already, or a folder's copy of
+    one that trust_remote_code loaded)."""
+    base = stock_class_of(cls)
+    if base is None:
+        raise DiffpruneError(f"cannot prune a {cls.__name__}: it is not a diffusers model class")
+    return pruned_class(base)

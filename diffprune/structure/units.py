@@ -1,5 +1,5 @@
-"""Prunable units of a diffusion denoiser: a UNet, found by structural rules, or a diffusion transformer,
-whose units are its blocks (transformer_depth.py) and the branches inside them.
+"""Prunable units of a diffusion denoiser: a UNet's, found by structural rules, or a diffusion transformer's, the
+blocks of the stacks its family declares (diffprune/families) and the branches inside them.
 
 A unit is a module whose bypass keeps every shape, so removing it leaves a working network:
   * a residual block: a member of a block's module list (`resnets`, `attentions`, `transformer_blocks`, ...)
@@ -13,6 +13,9 @@ a concatenation); a joint attention (SD3, FLUX) returns one output per stream an
 Shapes come from one probing forward at the model's sample size, so architectures nobody listed work as long
 as they follow these rules. Units may nest (a sub-layer inside a transformer block inside an attention block);
 selections never contain a unit together with one of its ancestors or descendants (see `overlapping`).
+
+Each unit says how it is cut (`cut`): DEPTH (a whole block of a stack whose count a stock config lowers: a cut of
+only such units is the stock class) or REPLACE (replaced in place by a bypass: the Pruned* class).
 """
 
 from __future__ import annotations
@@ -24,26 +27,34 @@ from torch import nn
 
 from diffprune.devices import place
 from diffprune.errors import DiffpruneError
+from diffprune.families import BRANCH_CUTS, DEPTH, REPLACE, UNITS, example_inputs, require
 from diffprune.structure.costs import macs_by_module
-from diffprune.structure.removal import PRUNED_CLASSES
-from diffprune.structure.transformer_depth import (
-    DEPTH_STACKS,
-    TWO_STREAM_BLOCKS,
-    depth_units,
-    is_diffusion_transformer,
-    stacks_of,
+from diffprune.structure.hooks import watch
+from diffprune.structure.removal import (
+    RESIDUAL_BLOCK,
+    RESIDUAL_BRANCH,
+    TWO_STREAM_BLOCK,
+    TWO_STREAM_BLOCK_IMAGE_FIRST,
+    TWO_STREAM_BRANCH,
 )
-from diffprune.structure.transformer_inputs import transformer_example_inputs
-from diffprune.structure.unet_inputs import example_inputs
-from diffprune.tensors import first_tensor, output_tensor
+from diffprune.structure.transformer_depth import block_gate_form, removable_blocks
 
 NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d, nn.InstanceNorm2d)
 TOP_LEVEL_BLOCK_LISTS = ("down_blocks", "up_blocks")  # their members feed skip connections: never bypassable
-
-RESIDUAL_BLOCK = "residual"  # gate y = x + g (f(x) - x)
-RESIDUAL_BRANCH = "branch"  # gate y = g f(x), the parent adds y to its residual
-TWO_STREAM_BLOCK = "two_stream"  # a (text, image) block: each stream gated as a residual block
-TWO_STREAM_BRANCH = "two_stream_branch"  # a joint attention returning (image, text) outputs: each gated y = g f(x)
+__all__ = [
+    "RESIDUAL_BLOCK",
+    "RESIDUAL_BRANCH",
+    "TWO_STREAM_BLOCK",
+    "TWO_STREAM_BLOCK_IMAGE_FIRST",
+    "TWO_STREAM_BRANCH",
+    "UNIT_KINDS",
+    "Unit",
+    "find_units",
+    "is_depth_unit",
+    "overlapping",
+    "probe_shapes",
+    "units_by_name",
+]
 
 
 @dataclass(frozen=True)
@@ -52,10 +63,16 @@ class Unit:
     kind: str  # one of UNIT_KINDS
     params: int
     macs: int  # multiply-accumulates of this unit in one denoiser forward (batch 1, sample size)
-    gate_form: str  # RESIDUAL_BLOCK, RESIDUAL_BRANCH, TWO_STREAM_BLOCK or TWO_STREAM_BRANCH
+    gate_form: str  # structure/removal.py's gate forms: how its call carries streams
+    cut: str = REPLACE  # DEPTH: dropped from its stack (stock class); REPLACE: replaced in place (Pruned* class)
+    gate_at: str | None = None  # where its gate sits when not on the unit itself (after a scale-invariant norm)
 
     def contains(self, other: Unit) -> bool:
         return other.name.startswith(self.name + ".")
+
+    @property
+    def gate_path(self) -> str:
+        return self.gate_at or self.name
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -70,27 +87,26 @@ def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def probe_shapes(unet: nn.Module, inputs: dict | None = None) -> dict[str, tuple[torch.Size, torch.Size]]:
+def _probe(model: nn.Module, inputs: dict, paths) -> dict[str, tuple[torch.Size, torch.Size, int]]:
+    """One forward recording, for every module named in `paths` that was called: (main input shape, main output
+    shape, number of tensors it returned), from its first call."""
+    seen: dict[str, tuple[torch.Size, torch.Size, int]] = {}
+
+    def record(path, call):
+        x, y = call.inputs[0], call.outputs[0]
+        if x is not None and y is not None and path not in seen:
+            seen[path] = (x.shape, y.shape, call.returned_tensors)
+
+    with torch.no_grad(), watch(model, dict.fromkeys(paths), record):
+        model(**inputs)
+    return seen
+
+
+def probe_shapes(model: nn.Module, inputs: dict | None = None) -> dict[str, tuple[torch.Size, torch.Size]]:
     """Run one forward and record (main input shape, main output shape) for every module that was called."""
-    shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
-    handles = []
-    for name, module in unet.named_modules():
-        if not name:
-            continue
-
-        def hook(module, args, kwargs, output, name=name):
-            x, y = first_tensor(args, kwargs), output_tensor(output)
-            if x is not None and y is not None and name not in shapes:
-                shapes[name] = (x.shape, y.shape)
-
-        handles.append(module.register_forward_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            unet(**(place(inputs, unet) if inputs else example_inputs(unet)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
+    inputs = place(inputs, model) if inputs else example_inputs(model)
+    probed = _probe(model, inputs, [name for name, _ in model.named_modules() if name])
+    return {name: (x, y) for name, (x, y, _) in probed.items()}
 
 
 # Every kind of unit find_units reports: whole blocks, then sub-layers inside transformer blocks.
@@ -106,50 +122,47 @@ UNIT_KINDS = (
     "feed_forward",
     "context_feed_forward",  # SD3 / FLUX feed-forward of the text stream
 )
-# Whole blocks of a diffusion transformer: a cut of only these is a depth cut, which stock classes load.
-DEPTH_KINDS = ("transformer_block", "single_transformer_block")
 
 
 def is_depth_unit(unit: Unit) -> bool:
-    """A whole transformer block: `prune(..., unit_filter=is_depth_unit)` (CLI: `--kinds transformer_block,
-    single_transformer_block`) keeps a diffusion transformer's cut loadable by its stock class. In a UNet the
-    same kind is a BasicTransformerBlock inside an attention block."""
-    return unit.kind in DEPTH_KINDS
+    """A whole block of a stack that a stock config counts: `prune(..., unit_filter=is_depth_unit)` keeps a
+    diffusion transformer's cut loadable by its stock class (CLI: `--kinds transformer_block,
+    single_transformer_block` does the same for families whose blocks are all depth units)."""
+    return unit.cut == DEPTH
 
 
-def _kind(name: str, module: nn.Module, parent_list: str | None) -> str:
-    if parent_list is None:
-        return "mid_block"
-    if parent_list == "resnets" or "Resnet" in type(module).__name__:
-        return "resnet"
-    if parent_list == "transformer_blocks" or "TransformerBlock" in type(module).__name__:
-        return "transformer_block"
-    return "attention"
-
-
-def _sub_layer_kind(module: nn.Module) -> str:
-    if getattr(module, "is_cross_attention", False):
-        return "cross_attention"
-    if "Attention" in type(module).__name__:
-        return "self_attention"
-    return "feed_forward"
-
-
-def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
+def find_units(model: nn.Module, inputs: dict | None = None) -> list[Unit]:
     """All prunable units of a denoiser (a UNet or a diffusion transformer), in module order, with their
     parameter counts and MACs.
 
     `inputs` (default: example inputs at the sample size, batch 1) are put on the model's device and dtype."""
-    if is_diffusion_transformer(unet):
-        return _transformer_units(unet, inputs)
-    if not isinstance(unet, tuple(PRUNED_CLASSES)):
-        supported = ", ".join([cls.__name__ for cls in PRUNED_CLASSES] + list(DEPTH_STACKS))
-        raise DiffpruneError(f"{type(unet).__name__} is not a supported diffusers denoiser ({supported})")
-    inputs = place(inputs, unet) if inputs else example_inputs(unet)
-    shapes = probe_shapes(unet, inputs)
-    macs = macs_by_module(unet, inputs)
-    modules = dict(unet.named_modules())
-    found: list[tuple[str, str, str]] = []  # (name, kind, gate form)
+    family = require(model, UNITS)
+    inputs = place(inputs, model) if inputs else example_inputs(model)
+    macs = macs_by_module(model, inputs)
+    if family.is_transformer:
+        found = _transformer_units(model, family, inputs)
+    else:
+        found = _structural_units(model, family, inputs)
+    modules = dict(model.named_modules())
+    return [
+        Unit(
+            name,
+            kind,
+            sum(p.numel() for p in modules[name].parameters()),
+            macs.get(name, 0) + (macs.get(gate_at, 0) if gate_at else 0),
+            form,
+            cut,
+            gate_at,
+        )
+        for name, kind, form, cut, gate_at in found
+    ]
+
+
+def _structural_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
+    """A UNet's units by the structural rules of the module docstring."""
+    modules = dict(model.named_modules())
+    shapes = _probe(model, inputs, [name for name in modules if name])
+    found: list[tuple] = []
 
     def keeps_shape(name: str) -> bool:
         return name in shapes and shapes[name][0] == shapes[name][1]
@@ -160,7 +173,7 @@ def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
         parent_name, _, leaf = name.rpartition(".")
         parent = modules.get(parent_name)
         if parent_name == "" and not isinstance(module, nn.ModuleList) and _has_norm(module):
-            found.append((name, "mid_block", RESIDUAL_BLOCK))
+            found.append((name, family.block_kind(None, module), RESIDUAL_BLOCK, REPLACE, None))
         elif (
             isinstance(parent, nn.ModuleList)
             and parent_name not in TOP_LEVEL_BLOCK_LISTS
@@ -168,84 +181,52 @@ def find_units(unet: nn.Module, inputs: dict | None = None) -> list[Unit]:
             and _has_norm(module)
         ):
             list_name = parent_name.rpartition(".")[2]
-            found.append((name, _kind(name, module, list_name), RESIDUAL_BLOCK))
+            found.append((name, family.block_kind(list_name, module), RESIDUAL_BLOCK, REPLACE, None))
 
-    block_names = {name for name, kind, _ in found if kind == "transformer_block"}
+    block_names = {name for name, kind, *_ in found if kind == "transformer_block"}
     for name, module in modules.items():
         parent_name = name.rpartition(".")[0]
         if parent_name not in block_names or _is_norm(module) or not _has_params(module):
             continue
         if name in shapes and shapes[name][1] == shapes[parent_name][0]:
-            found.append((name, _sub_layer_kind(module), RESIDUAL_BRANCH))
+            found.append((name, family.branch_kind(name.rpartition(".")[2], module, 1), RESIDUAL_BRANCH, REPLACE, None))
 
     order = {name: index for index, name in enumerate(modules)}
     found.sort(key=lambda item: order[item[0]])
-    return [
-        Unit(name, kind, sum(p.numel() for p in modules[name].parameters()), macs.get(name, 0), form)
-        for name, kind, form in found
-    ]
+    return found
 
 
-def _transformer_units(model: nn.Module, inputs: dict | None) -> list[Unit]:
-    """A diffusion transformer's units: its removable blocks (transformer_depth.py), cut by depth, and in every
-    block (removable or not) the branches whose bypass keeps shapes, cut by the Pruned* subclass."""
-    inputs = place(inputs, model) if inputs else transformer_example_inputs(model)
-    macs = macs_by_module(model, inputs)
-    removable = set(depth_units(model))
-    block_names = [
-        f"{attribute}.{index}" for attribute, _ in stacks_of(model) for index in range(len(getattr(model, attribute)))
+def _transformer_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
+    """A diffusion transformer's units: the removable blocks of its stacks (cut by depth or in place, as the
+    stack says), and in every block (removable or not) the branches whose bypass keeps shapes (in place)."""
+    removable = removable_blocks(model)
+    parents = []  # (block path, stack, path of the module holding its branches)
+    for stack in family.stacks:
+        for index in range(len(getattr(model, stack.attribute))):
+            block = f"{stack.attribute}.{index}"
+            parents.append((block, stack, f"{block}.{stack.branch_parent}" if stack.branch_parent else block))
+    with_branches = family.support_problem(BRANCH_CUTS, model) is None
+    children = [
+        f"{parent}.{leaf}" for _, _, parent in parents for leaf, _ in model.get_submodule(parent).named_children()
     ]
-    branches = _probe_branches(model, inputs, block_names)
-    found: list[tuple[str, str, str]] = []
-    for block_name in block_names:
-        block = model.get_submodule(block_name)
-        if block_name in removable:
-            kind = "single_transformer_block" if block_name.startswith("single_") else "transformer_block"
-            found.append(
-                (block_name, kind, TWO_STREAM_BLOCK if type(block).__name__ in TWO_STREAM_BLOCKS else RESIDUAL_BLOCK)
-            )
-        for leaf, child in block.named_children():
-            name = f"{block_name}.{leaf}"
+    branches = _probe(model, inputs, children) if with_branches else {}
+    found: list[tuple] = []
+    for block, stack, parent in parents:
+        if block in removable:
+            found.append((block, stack.kind, block_gate_form(stack), stack.cut, None))
+        if not with_branches:
+            continue
+        for leaf, child in model.get_submodule(parent).named_children():
+            name = f"{parent}.{leaf}"
             if _is_norm(child) or not _has_params(child) or name not in branches:
                 continue
             in_shape, out_shape, streams = branches[name]
             if in_shape != out_shape:
                 continue
-            if streams > 1:
-                found.append((name, "joint_attention", TWO_STREAM_BRANCH))
-            elif "context" in leaf:  # ff_context: the text stream's feed-forward
-                found.append((name, "context_feed_forward", RESIDUAL_BRANCH))
-            else:
-                found.append((name, _sub_layer_kind(child), RESIDUAL_BRANCH))
-    modules = dict(model.named_modules())
-    return [
-        Unit(name, kind, sum(p.numel() for p in modules[name].parameters()), macs.get(name, 0), form)
-        for name, kind, form in found
-    ]
-
-
-def _probe_branches(model: nn.Module, inputs: dict, block_names) -> dict[str, tuple[torch.Size, torch.Size, int]]:
-    """One forward recording, for every child of the named blocks: (main input shape, main output shape, number of
-    tensors it returns)."""
-    seen: dict[str, tuple[torch.Size, torch.Size, int]] = {}
-    handles = []
-    for block_name in block_names:
-        for leaf, child in model.get_submodule(block_name).named_children():
-
-            def hook(module, args, kwargs, output, name=f"{block_name}.{leaf}"):
-                x, y = first_tensor(args, kwargs), output_tensor(output)
-                streams = sum(isinstance(o, torch.Tensor) for o in output) if isinstance(output, tuple) else 1
-                if x is not None and y is not None and name not in seen:
-                    seen[name] = (x.shape, y.shape, streams)
-
-            handles.append(child.register_forward_hook(hook, with_kwargs=True))
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return seen
+            form = TWO_STREAM_BRANCH if streams > 1 else RESIDUAL_BRANCH
+            gate_at = f"{parent}.{family.branch_gates[leaf]}" if leaf in family.branch_gates else None
+            found.append((name, family.branch_kind(leaf, child, streams), form, REPLACE, gate_at))
+    return found
 
 
 def units_by_name(units: list[Unit], names) -> list[Unit]:

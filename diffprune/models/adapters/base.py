@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
+from diffprune.families import LOSSES, family_of, require
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.structure.denoiser import denoiser_of
 
@@ -62,6 +63,7 @@ class TaskAdapter(ABC):
         self.settings = settings
         self.denoiser = denoiser_of(pipeline)
         self.family = pipeline_family(pipeline)
+        self.denoiser_family = family_of(self.denoiser)
 
     @property
     def device(self) -> torch.device:
@@ -136,8 +138,9 @@ class TaskAdapter(ABC):
             self.pipeline, prompts, generators, self.settings.num_inference_steps, self.settings.guidance_scale
         )
 
-    def check_losses_supported(self, model=None) -> None:  # noqa: B027 (a hook: most families support losses)
-        """Raises where the training-time losses cannot call this denoiser (families override)."""
+    def check_losses_supported(self, model=None) -> None:
+        """Raises the family's one-line refusal where the training-time losses cannot call this denoiser."""
+        require(model if model is not None else self.denoiser, LOSSES, self.pipeline)
 
     @abstractmethod
     def conditioning(self, sample_indices) -> dict:
@@ -145,8 +148,8 @@ class TaskAdapter(ABC):
 
     def predict(self, model, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """`model`'s prediction (the pipeline's denoiser, or a copy or cut of it) for `noisy` at `timesteps`, in
-        the latents' layout, called with the family's signature (UNets: sample, timestep, **conditioning)."""
-        return model(noisy, timesteps, **conditioning).sample
+        the latents' layout, called as the pipeline calls its denoiser (the denoiser family's `predict`)."""
+        return self.denoiser_family.predict(self.pipeline, model, noisy, timesteps, conditioning)
 
     def denoising_loss(
         self, model, clean: torch.Tensor, sample_indices, generator: torch.Generator, reduction: str = "mean"

@@ -1,19 +1,21 @@
-"""Text-conditioned pipelines (Stable Diffusion 1.x/2.x, SDXL, and text-to-audio such as AudioLDM).
+"""Conditioned pipelines: each calibration sample has a prompt (text-to-image, text-to-audio) or, for
+class-conditional pipelines (DiT), a class label, a name the pipeline knows or an integer id, given where text
+pipelines take prompts (`prompts`, `--prompts FILE`).
 
-Generation goes through the pipeline's own __call__ (see TaskAdapter), so each family's prompt encoding and
-classifier-free guidance are exactly the user's; the gates tile over the guidance halves.
+Generation goes through the pipeline's own __call__ (see TaskAdapter), so each pipeline's prompt encoding and
+classifier-free guidance are exactly the user's; the gates tile over the guidance halves. The training-time
+conditioning (no guidance: the conditional branch alone is the model) is the denoiser family's `encode`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from diffprune.errors import DiffpruneError
 from diffprune.models.adapters.base import TaskAdapter
 from diffprune.models.prompts import default_prompts
 
 
-class TextConditionedAdapter(TaskAdapter):
+class ConditionedAdapter(TaskAdapter):
     def __init__(self, pipeline, settings):
         super().__init__(pipeline, settings)
         prompts = settings.prompts or default_prompts(pipeline)
@@ -28,13 +30,9 @@ class TextConditionedAdapter(TaskAdapter):
         return [self.prompts[i] for i in sample_indices]
 
     def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        """The denoiser's text inputs for these prompts, without guidance (the training-time conditioning)."""
-        if getattr(self.pipeline, "text_encoder_2", None) is not None:
-            raise DiffpruneError(
-                "loss-based criteria and distillation do not support SDXL's two text encoders yet; use ld-pruner"
-            )
-        embeddings = self.pipeline.encode_prompt(prompts, self.device, 1, do_classifier_free_guidance=False)[0]
-        return {"encoder_hidden_states": embeddings}
+        """The denoiser's conditioning for these prompts (or class labels), without guidance."""
+        self.check_losses_supported()
+        return self.denoiser_family.encode(self.pipeline, prompts, self.device)
 
     def conditioning(self, sample_indices) -> dict:
         """The denoiser's conditioning for these calibration samples, encoded once per sample."""

@@ -1,17 +1,22 @@
-"""Example inputs for one UNet forward, built from the model's config alone.
+"""UNet denoisers: UNet2DConditionModel (Stable Diffusion 1.x/2.x, SDXL, AudioLDM, Kandinsky, IF, ...),
+UNet2DModel (DDPM, DDIM, LDM, audio diffusion) and AudioLDM2's UNet.
 
-Unit discovery (shape probing), MAC counting, latency and the tests all need "one forward of this UNet at its
-sample size"; this is the one place that knows which extra conditioning each diffusers UNet family expects.
-Values are drawn on the CPU (a seed gives the same inputs on every device), then placed on the model's own
-device and dtype (devices.place), so the inputs fit a CUDA or bf16 model as well as a CPU fp32 one.
+Their units are found by the structural rules of structure/units.py (residual blocks in module lists, the mid
+block, sub-layers of transformer blocks), so the family declares no stacks; it declares how units are named,
+one call as the pipeline makes it (the extra conditioning each config asks for), and how a text pipeline
+conditions and calls the UNet for the training losses. Every unit is cut in place (the Pruned* class); the
+export to a stock config, where one expresses the cut, is structure/export.py's.
 """
 
 from __future__ import annotations
 
 import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
-from diffprune.devices import Placement, place
 from diffprune.errors import DiffpruneError
+from diffprune.families.registry import CALIBRATION, LOSSES, Family, register
 
 DEFAULT_TEXT_LENGTH = 77  # Stable Diffusion's tokenizer length; pipelines pass their own.
 # Config values that make forward() read added_cond_kwargs["image_embeds"] (Kandinsky 2.1 / 2.2 / 2.2 ControlNet).
@@ -20,6 +25,17 @@ IMAGE_PROJECTIONS = ("image_proj", "text_image_proj")
 # "image_hint" UNets encode a 3-channel hint at 8x the latent size into this many channels (diffusers'
 # ImageHintTimeEmbedding) and concatenate it to the sample, so conv_in's in_channels counts them too.
 HINT_CHANNELS, HINT_SCALE = 4, 8
+
+
+# Block types without attention that a stock config can name instead, when a cut removed all of a block's attention.
+ATTENTION_FREE = {
+    "CrossAttnDownBlock2D": "DownBlock2D",
+    "AttnDownBlock2D": "DownBlock2D",
+    "SimpleCrossAttnDownBlock2D": "ResnetDownsampleBlock2D",
+    "CrossAttnUpBlock2D": "UpBlock2D",
+    "AttnUpBlock2D": "UpBlock2D",
+    "SimpleCrossAttnUpBlock2D": "ResnetUpsampleBlock2D",
+}
 
 
 def needs_image_embeddings(config) -> bool:
@@ -54,25 +70,14 @@ def attends_to_encoder(cross_attention_dim) -> bool:
     return True
 
 
-def example_inputs(
-    unet,
-    batch_size: int = 1,
-    text_length: int | None = None,
-    generator: torch.Generator | None = None,
-    placement: Placement | None = None,
-) -> dict:
-    """Keyword arguments for `unet(**inputs)` with random values of the right shapes, on the UNet's device and
-    in its dtype (integer tensors on its device); `placement` puts them elsewhere."""
-    return place(_cpu_inputs(unet, batch_size, text_length, generator), placement or unet)
-
-
 def _cpu_inputs(unet, batch_size: int, text_length: int | None, generator: torch.Generator | None) -> dict:
     config = unet.config
     text_length = text_length or DEFAULT_TEXT_LENGTH
     randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
     inputs = {"sample": randn(*sample_shape(unet, batch_size)), "timestep": torch.full((batch_size,), 10)}
-    class_name = type(unet).__name__
-    if "Condition" in class_name or hasattr(config, "cross_attention_dim"):
+    if isinstance(unet, (UNet2DConditionModel, AudioLDM2UNet2DConditionModel)) or hasattr(
+        config, "cross_attention_dim"
+    ):
         dims = context_dims(config.cross_attention_dim)
         if config.get("encoder_hid_dim"):
             dims = [config.encoder_hid_dim]
@@ -141,3 +146,74 @@ def _time_embed_dim(config) -> int:
     """The width diffusers gives the time embedding (UNet2DConditionModel._set_time_proj)."""
     per_channel = 2 if config.get("time_embedding_type") == "fourier" else 4
     return config.get("time_embedding_dim") or config.block_out_channels[0] * per_channel
+
+
+@register(UNet2DConditionModel, UNet2DModel, AudioLDM2UNet2DConditionModel)
+class UNet(Family):
+    name = "unet"
+    is_transformer = False
+
+    def support_problem(self, operation, model=None, pipeline=None):
+        if model is not None and needs_image_embeddings(model.config) and operation in (CALIBRATION, LOSSES):
+            return (
+                "it needs image_embeds from a prior pipeline (Kandinsky 2.x), which prune and evaluate cannot supply "
+                "yet: pass its UNet alone (diffprune.find_units / diffprune.remove_units(pipeline.unet, units))"
+            )
+        if operation == LOSSES and pipeline is not None and getattr(pipeline, "text_encoder_2", None) is not None:
+            return "the losses do not support SDXL's two text encoders yet; use criterion ld-pruner"
+        return None
+
+    def block_kind(self, list_name: str | None, module: torch.nn.Module) -> str:
+        """The kind of a residual unit found in a module list named `list_name` (None: the mid block)."""
+        if list_name is None:
+            return "mid_block"
+        if list_name == "resnets":
+            return "resnet"
+        if list_name == "transformer_blocks" or isinstance(module, BasicTransformerBlock):
+            return "transformer_block"
+        return "attention"
+
+    def example_inputs(self, model, batch_size, text_length, latent_size, generator):
+        return _cpu_inputs(model, batch_size, text_length, generator)
+
+    def stock_config(self, model):
+        """Expressible removals: the whole mid block (mid_block_type = None), and every attention block of a down
+        or up block (the block's attention-free type); anything else (single resnets, sub-layers, some of a
+        block's attentions) has no stock config."""
+        if isinstance(model, AudioLDM2UNet2DConditionModel):
+            return (
+                "AudioLDM2's UNet has no stock class that diffusers loads by its config alone; keep the Pruned* class"
+            )
+        removed = set((model.config.get("removed_units") or {}).keys())
+        config = {k: v for k, v in dict(model.config).items() if k != "removed_units" and not k.startswith("_")}
+        handled = set()
+        if "mid_block" in removed:
+            config["mid_block_type"] = None
+            handled.add("mid_block")
+        for direction in ("down", "up"):
+            key = f"{direction}_block_types"
+            types = list(config[key])
+            for index, block_type in enumerate(types):
+                attentions = getattr(getattr(model, f"{direction}_blocks")[index], "attentions", None)
+                if not attentions:
+                    continue
+                names = {f"{direction}_blocks.{index}.attentions.{j}" for j in range(len(attentions))}
+                if names <= removed and block_type in ATTENTION_FREE:
+                    types[index] = ATTENTION_FREE[block_type]
+                    handled |= names
+            config[key] = types
+        blocking = sorted(removed - handled)
+        if blocking:
+            return (
+                f"these removed units have no stock diffusers config: {', '.join(blocking[:4])}"
+                + (" ..." if len(blocking) > 4 else "")
+                + "; keep the diffprune class (it reloads with diffusers when diffprune is installed)"
+            )
+        return config
+
+    def encode(self, pipeline, prompts, device):
+        embeddings = pipeline.encode_prompt(prompts, device, 1, do_classifier_free_guidance=False)[0]
+        return {"encoder_hidden_states": embeddings}
+
+    def predict(self, pipeline, model, noisy, timesteps, conditioning):
+        return model(noisy, timesteps, **conditioning).sample

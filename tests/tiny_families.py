@@ -1,0 +1,82 @@
+"""One fixture per registered diffusion-transformer family, for the family contract (test_families.py).
+
+A fixture is a tiny denoiser built offline with the stock diffusers class and the inputs its pipeline hands it,
+the branch kinds its blocks have, and, where the family has a pipeline, a tiny one built as it ships, the
+guidance scale that switches classifier-free guidance off, and how the timestep that pipeline passes maps to
+diffprune's convention (sigma x 1000 for flow models; FluxPipeline passes sigma itself). A new family adds its
+fixture here; test_families.py fails for a registered family without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tiny_transformers import (
+    tiny_dit,
+    tiny_dit_pipeline,
+    tiny_flux,
+    tiny_flux_pipeline,
+    tiny_pixart,
+    tiny_pixart_alpha_pipeline,
+    tiny_pixart_sigma_pipeline,
+    tiny_sana,
+    tiny_sana_pipeline,
+    tiny_sd3,
+    tiny_sd3_pipeline,
+)
+
+
+def _same(timestep):
+    return timestep
+
+
+@dataclass(frozen=True)
+class PipelineFixture:
+    build: object  # () -> pipeline
+    guidance_scale: float | None = 1.0  # 1: guidance off (the adapter predicts unguided); None: the call's default
+    # The timestep the pipeline passes -> diffprune's convention (the training noise's: integer t, or sigma x 1000).
+    to_diffprune_timestep: Callable = _same
+    prompts: tuple = ("a 1", "b 2")  # prompts (or class labels) the pipeline is called with
+
+
+@dataclass(frozen=True)
+class FamilyFixture:
+    model: object  # () -> (model, inputs(generator) -> dict)
+    branch_kinds: frozenset  # kinds of the branch units inside its blocks
+    pipelines: dict = field(default_factory=dict)  # {name: PipelineFixture}
+
+
+FAMILY_FIXTURES = {
+    "pixart": FamilyFixture(
+        tiny_pixart,
+        frozenset({"self_attention", "cross_attention", "feed_forward"}),
+        {
+            "pixart-sigma": PipelineFixture(tiny_pixart_sigma_pipeline),
+            # PixArt-alpha 1024 takes resolution and aspect-ratio conditions
+            "pixart-alpha": PipelineFixture(tiny_pixart_alpha_pipeline),
+        },
+    ),
+    "dit": FamilyFixture(
+        tiny_dit,
+        frozenset({"self_attention", "feed_forward"}),
+        {"dit": PipelineFixture(tiny_dit_pipeline, prompts=("goldfish", "207"))},
+    ),
+    "sana": FamilyFixture(
+        tiny_sana,
+        frozenset({"self_attention", "cross_attention", "feed_forward"}),
+        # Gemma-2 with the complex human instruction
+        {"sana": PipelineFixture(tiny_sana_pipeline)},
+    ),
+    "sd3": FamilyFixture(  # the fixture has dual attention in blocks 0 and 2 (attn2)
+        tiny_sd3,
+        frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
+        {"sd3": PipelineFixture(tiny_sd3_pipeline)},
+    ),
+    "flux": FamilyFixture(
+        tiny_flux,
+        frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
+        # guidance-distilled: guidance goes in through its embedding, one call per step
+        {"flux": PipelineFixture(tiny_flux_pipeline, None, lambda sigma: sigma * 1000)},
+    ),
+}
