@@ -73,6 +73,10 @@ def bootstrap() -> dict:
     report = {"wheels": [], "installed_into": None}
     wheels = sorted(WHEELS.glob("*.whl")) if WHEELS.is_dir() else []
     paths = [str(ROOT)]
+    unfit = [wheel.name for wheel in wheels if not installs_here(wheel.name)]
+    if unfit:  # e.g. wheels fetched for the GPU machine's Python, found on a developer's machine
+        report["not_installed"] = f"not for this Python ({platform.python_version()}): {', '.join(unfit)}"
+        wheels = []
     if wheels:
         report["wheels"] = [wheel.name for wheel in wheels]
         stamp = DEPS / ".installed-from"
@@ -93,6 +97,15 @@ def bootstrap() -> dict:
     existing = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(paths + ([existing] if existing else []))
     return report
+
+
+def installs_here(name: str) -> bool:
+    """Whether a wheel file installs into the running interpreter (its tags against this interpreter's)."""
+    from packaging.tags import sys_tags
+    from packaging.utils import parse_wheel_filename
+
+    supported = set(sys_tags())
+    return any(tag in supported for tag in parse_wheel_filename(name)[3])
 
 
 def preflight() -> dict:
@@ -256,6 +269,8 @@ def part_ld_pruner(args, limit_s: float, out_dir: Path, part: str) -> dict:
     missing = missing_allocation_option(allocation)
     if missing:
         return {"skipped": missing}
+    if args.dry_run and allocation == "exhaustive":
+        return {"skipped": "dry run: the same code path as ld-pruner-adaptive, which the dry run takes"}
     work = out_dir / f"{part}-work"
     progress = out_dir / f"{part}-progress.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--ld-pruner-child", allocation]
@@ -287,6 +302,7 @@ def ld_pruner_child(args) -> None:
 
     from diffprune.cli import build_parser
     from diffprune.cli.prune import budget_from_args, calibration_from_args, criterion_from_args, kinds_filter
+    from diffprune.evaluation.latency import counted_denoiser_calls
     from diffprune.pruning.prune import prune
     from diffprune.structure.units import find_units
 
@@ -324,38 +340,45 @@ def ld_pruner_child(args) -> None:
         "budget": str(budget_from_args(options)),
         "candidates": candidates,
     }
-    started = time.perf_counter()
-    last_write = [0.0]
-
-    def count(module, positional, keyword):
-        sample = positional[0] if positional else keyword.get("sample")
-        state["denoiser_calls"] += 1
-        state["denoiser_samples"] += int(sample.shape[0])
-        if time.perf_counter() - last_write[0] > 2:
-            last_write[0] = time.perf_counter()
-            write(scoring_seconds=round(time.perf_counter() - started, 1))
-
     write(**settings, scoring_seconds=0.0)
-    pipeline.unet.register_forward_pre_hook(count, with_kwargs=True)
-    result = prune(
-        pipeline,
-        criterion,
-        budget_from_args(options),
-        unit_filter=unit_filter,
-        rounds=options.rounds,
-        calibration=calibration_from_args(options, pipeline),
-        work_dir=Path(args.work_dir),
-        variants_per_batch=options.variants_per_batch,
-        ranking=options.ranking,
-        show_progress=False,
-    )
+    started = time.perf_counter()
+    done = threading.Event()
+    with counted_denoiser_calls(pipeline) as batches:
+
+        def report_progress() -> None:  # every 2 s, so a round stopped at its limit still says how far it got
+            while not done.wait(2):
+                write(scoring_seconds=round(time.perf_counter() - started, 1), **call_counts(batches))
+
+        threading.Thread(target=report_progress, daemon=True).start()
+        try:
+            result = prune(
+                pipeline,
+                criterion,
+                budget_from_args(options),
+                unit_filter=unit_filter,
+                rounds=options.rounds,
+                calibration=calibration_from_args(options, pipeline),
+                work_dir=Path(args.work_dir),
+                variants_per_batch=options.variants_per_batch,
+                ranking=options.ranking,
+                show_progress=False,
+            )
+        finally:
+            done.set()
+    counts = call_counts(batches)
     report = result.report
     write(
         scoring_seconds=round(time.perf_counter() - started, 1),
+        **counts,
         removed_units=result.removed,
         kept_macs=report["totals_after"]["macs"] / report["totals_before"]["macs"],
         report_scoring={key: value for key, value in report.items() if "call" in key or "scoring" in key},
     )
+
+
+def call_counts(batches: list) -> dict:
+    """Denoiser calls and the samples they carried (a batch of 8 variants x 2 guidance halves is 16 samples)."""
+    return {"denoiser_calls": len(batches), "denoiser_samples": sum(batch or 0 for batch in batches)}
 
 
 # ------------------------------------------------------------------------------------------------------ report

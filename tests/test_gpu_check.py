@@ -44,12 +44,12 @@ def test_dry_run_goes_through_every_part_and_writes_json_and_markdown(dry_run):
     cut = rows[1]
     assert cut["latency"]["pipeline"]["denoiser_calls"] > 0 and cut["speedup"]["ratios"]["unet_forward"]["rounds"] == 2
     assert "compil" in result["parts"]["speedup-compiled"]["skipped"]
-    for name in ("ld-pruner-adaptive", "ld-pruner-exhaustive"):
-        part = result["parts"][name]
-        if "skipped" in part:  # an LDPruner without the allocation option
-            assert "allocation" in part["skipped"]
-        else:
-            assert part["ok"] and len(part["removed_units"]) == 3 and part["denoiser_calls"] > 0
+    adaptive, exhaustive = result["parts"]["ld-pruner-adaptive"], result["parts"]["ld-pruner-exhaustive"]
+    if "skipped" in adaptive:  # an LDPruner without the allocation option: both are skipped, saying why
+        assert "allocation option" in adaptive["skipped"] and "allocation option" in exhaustive["skipped"]
+    else:
+        assert adaptive["ok"] and len(adaptive["removed_units"]) == 3 and adaptive["denoiser_calls"] > 0
+        assert "same code path" in exhaustive["skipped"]
     assert markdown.startswith("## GPU check (dry run") and "GPU tests (tests/test_gpu.py" in markdown
     assert result["sections"]["gpu-check"] in markdown
     assert "sd15-speedup-gpu" not in result["sections"]  # a dry run has no numbers to quote
