@@ -20,7 +20,7 @@ def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
     results_before = (ROOT / "docs" / "results.md").read_text()
     command = [sys.executable, str(ROOT / "eval" / "gpu_check.py"), "--dry-run", "--out-dir", str(out)]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert (ROOT / "docs" / "results.md").read_text() == results_before, "a dry run leaves docs/results.md alone"
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
