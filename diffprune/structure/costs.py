@@ -90,8 +90,9 @@ def measure_latency(
     function, warmup: int | None = None, runs: int | None = None, device: str | torch.device = "cpu"
 ) -> dict:
     """Median and interquartile range of `function()` wall time over `runs` calls after `warmup` calls
-    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU); on CUDA also the peak memory of its calls. Timing is diffprune.timing's (torch.utils.benchmark, GPU-synchronised); to compare two
-    functions, time them together with diffprune.timing.time_interleaved instead of calling this twice.
+    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU); on CUDA also the peak memory of its
+    calls. Timing is diffprune.timing's (GPU-synchronised, one call at a time); to compare two functions, time
+    them together with diffprune.timing.time_interleaved instead of calling this twice.
     """
     device = torch.device(device)
     kind = "cuda" if device.type == "cuda" else "cpu"
