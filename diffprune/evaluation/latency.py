@@ -145,9 +145,12 @@ def unet_batch_size(pipeline, settings: LatencySettings) -> int:
 
 
 PARTS = ("unet_forward", "pipeline")  # one denoiser forward; one whole pipeline call
-# Rounds and warm-up calls per part when LatencySettings leaves them open. A denoiser forward is cheap and its
-# saving is multiplied by the calls of a pipeline run (the bound below), so it gets more rounds than whole calls.
-# Chosen from measured spreads (docs/results.md, "Latency protocol").
+# Rounds and warm-up calls per part when LatencySettings leaves them open. Whole calls: 10 rounds, the fewest whose
+# 95% interval of the median leaves out the extreme rounds on both sides ([x(2), x(9)]), at 11 calls per model (the
+# earlier protocol made 17: torch.utils.benchmark's timeit adds 2 untimed calls to each timed one). A denoiser
+# forward is cheap and its saving is multiplied by the calls of a pipeline run (the bound below), so it gets more
+# rounds (30: [x(10), x(21)]). eval/benchmark_latency_protocol.py measures the spreads these give on the bundled
+# models (docs/results.md, "Latency protocol"); they were set before a quiet machine was at hand to measure them.
 DEFAULT_ROUNDS = {"cuda": {"unet_forward": 50, "pipeline": 20}, "cpu": {"unet_forward": 30, "pipeline": 10}}
 DEFAULT_WARMUP = {"cuda": {"unet_forward": 10, "pipeline": 3}, "cpu": {"unet_forward": 3, "pipeline": 1}}
 
