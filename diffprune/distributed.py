@@ -5,11 +5,21 @@ singleton (the first construction wins), so every diffprune entry point asks her
 decides: a run asked to use the CPU (ACCELERATE_USE_CPU, `--device cpu`) stays on the CPU even where a GPU
 is visible. A single process has no group to tear down, so its state is rebuilt when a later call asks
 for another device or mixed precision (a CPU distillation after a GPU one in the same Python session).
+
+A group formed here is torn down before the process exits (`end_processes`): the CLI does it when a command
+returns, and a script that calls the API gets it at interpreter exit (atexit, while the interpreter is still
+whole). Left alive, gloo's worker threads still hold finished work (with tensors that Python owns) while the
+interpreter shuts down; releasing it then takes the GIL from a dying interpreter, and the process is killed by
+SIGABRT ("terminate called without an active exception") after all its work is done (pytorch/pytorch#190489,
+#179291). The issue saw it in about one launch in ten; docs/results.md, "Multi-process runs end cleanly", has
+the counts.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 
 import torch
 
@@ -38,7 +48,45 @@ def process_state(device: str | torch.device | None = None):
                     "launch with the matching device (`accelerate launch --cpu` or ACCELERATE_USE_CPU=1 for the CPU)"
                 )
             AcceleratorState._reset_state(reset_partial_state=True)
-    return PartialState(cpu=use_cpu(device))
+    state = PartialState(cpu=use_cpu(device))
+    global _teardown_registered
+    if state.num_processes > 1 and not _teardown_registered:
+        atexit.register(_end_processes_at_exit)
+        _teardown_registered = True
+    return state
+
+
+_teardown_registered = False
+
+
+def end_processes(finished: bool = True) -> None:
+    """Tear down the process group formed under `accelerate launch`; nothing to do for a single process.
+
+    finished: this process completed its work. It waits for every other process (a barrier), so none leaves
+    while another still talks to it, then the group is destroyed; a later call forms a new one. A process that
+    failed leaves the group alone: the others may be blocked in a collective it will never join, and destroying
+    a group under a pending collective can hang (pytorch/torchtitan#1342); it exits with its error, and the
+    launcher stops the others."""
+    import torch.distributed
+
+    if not finished or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    from accelerate import PartialState
+    from accelerate.state import AcceleratorState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    if hasattr(state, "destroy_process_group"):  # accelerate >= 1.1 (it skips processes it forked itself)
+        state.destroy_process_group()
+    else:
+        torch.distributed.destroy_process_group()
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _end_processes_at_exit() -> None:
+    # An uncaught exception leaves sys.last_value (3.12: sys.last_exc) behind before atexit handlers run.
+    failed = getattr(sys, "last_value", None) is not None or getattr(sys, "last_exc", None) is not None
+    end_processes(finished=not failed)
 
 
 def is_main_process() -> bool:

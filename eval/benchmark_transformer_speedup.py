@@ -8,11 +8,12 @@ and text length, then cuts it with diffprune.remove_units to about 0.8 and 0.7 o
 removing the largest units first until the kept MACs are at most the target, as a diffprune budget does
 (weights are random, so no importance criterion would mean anything; blocks
 of one stack have equal cost, so which ones go does not change the time). MACs come from
-diffprune.structure.costs.count_macs on each model; latency from diffprune.structure.costs.measure_latency
-(torch.utils.benchmark, GPU-synchronised; median and IQR of 20 runs after 5 warm-up calls on CUDA, 5 after 2 on
-a CPU). Timed as the pipelines call the transformer, in eager mode: SD3 with classifier-free guidance (batch
-doubled, 77 CLIP + 256 T5 text tokens), FLUX.1-dev with its guidance embedding (one pass, 512 text tokens), at
-batch 1 and at --batch-sizes' larger values. Each cut is compared with the dense model in the same run.
+diffprune.structure.costs.count_macs on each model; latency from diffprune.timing.time_interleaved: each cut
+timed together with the dense model (both warmed up, then rounds in alternating order, GPU-synchronised; 20 rounds
+after 5 warm-up calls on CUDA, 5 after 2 on a CPU), its speedup the median of the per-round ratios with their IQR.
+Timed as the pipelines call the transformer, in eager mode: SD3 with classifier-free guidance (batch doubled, 77
+CLIP + 256 T5 text tokens), FLUX.1-dev with its guidance embedding (one pass, 512 text tokens), at batch 1 and at
+--batch-sizes' larger values.
 
 Full size needs a GPU (FLUX.1 is about 12 B parameters, 24 GB in bf16; the model is built directly on the device
 in the timed dtype). --scale S divides widths and depths by S for a smoke run on a CPU.
@@ -26,8 +27,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,9 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import hardware, write_section  # noqa: E402
 
 from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
-from diffprune.structure.costs import count_macs, count_parameters, measure_latency  # noqa: E402
+from diffprune.structure.costs import DEFAULT_RUNS, DEFAULT_WARMUP, count_macs, count_parameters  # noqa: E402
 from diffprune.structure.surgery import remove_units  # noqa: E402
 from diffprune.structure.units import find_units, is_depth_unit  # noqa: E402
+from diffprune.timing import per_round_ratios, spread, time_interleaved, time_summary  # noqa: E402
 
 BRANCH_KINDS = ("feed_forward", "context_feed_forward")
 
@@ -152,13 +156,20 @@ def run_shape(shape, args, device, dtype) -> list[dict]:
         cuts[f"depth {keep}"] = largest_first(blocks, total, keep)
         cuts[f"branches {keep}"] = largest_first([u for u in units if u.kind in BRANCH_KINDS], total, keep)
     rows = []
+    dense_inputs = {batch: make_inputs(batch, device, dtype) for batch in args.batch_sizes}
     for label, names in cuts.items():
         cut = model if not names else remove_units(model, names)
         macs = count_macs(cut, probe)
         for batch in args.batch_sizes:
-            inputs = make_inputs(batch, device, dtype)
+            inputs = dense_inputs[batch]
+            # The cut timed together with the dense model (diffprune.timing: both warmed up, then rounds in
+            # alternating order); one cut at a time, so a full-size FLUX needs room for two models, not five.
+            functions = {"dense": partial(model, **inputs), label: partial(cut, **inputs)}
+            rounds, warmup = args.runs or DEFAULT_RUNS[device.type], args.warmup or DEFAULT_WARMUP[device.type]
             with torch.inference_mode():
-                timing = measure_latency(lambda cut=cut, inputs=inputs: cut(**inputs), args.warmup, args.runs, device)
+                timed = time_interleaved(functions, rounds, warmup, device)
+            times = timed.times_ms[label]
+            ratios = spread(per_round_ratios(timed.times_ms["dense"], times))
             rows.append(
                 {
                     "shape": shape,
@@ -168,18 +179,24 @@ def run_shape(shape, args, device, dtype) -> list[dict]:
                     "macs_kept": macs / total,
                     "batch": batch,
                     "model_batch": inputs["hidden_states"].shape[0],
-                    **{key: timing[key] for key in ("median_ms", "iqr_ms")},
+                    "median_ms": statistics.median(times),
+                    "iqr_ms": time_summary(times)["iqr_ms"],
+                    "dense_median_ms": statistics.median(timed.times_ms["dense"]),
+                    "speedup": ratios["median"],
+                    "speedup_iqr": ratios["iqr"],
+                    "rounds": rounds,
+                    "warmup": warmup,
                 }
             )
-            print(f"{shape} {label:14s} batch {batch}: {timing['median_ms']:.1f} ms (MACs kept {macs / total:.3f})")
+            print(
+                f"{shape} {label:14s} batch {batch}: {rows[-1]['median_ms']:.1f} ms, speedup {ratios['median']:.2f} "
+                f"(MACs kept {macs / total:.3f})"
+            )
         if cut is not model:
             del cut
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    for row in rows:
-        dense = next(r for r in rows if r["cut"] == "dense" and r["batch"] == row["batch"])
-        row["speedup"] = dense["median_ms"] / row["median_ms"]
     del model
     gc.collect()
     return rows
@@ -188,14 +205,14 @@ def run_shape(shape, args, device, dtype) -> list[dict]:
 def table(rows) -> str:
     lines = [
         "| shape | cut (keep MACs) | units removed | MACs kept | params (M) | batch (transformer batch) | median ms "
-        "(IQR) | speedup vs dense |",
+        "(IQR) | speedup vs dense (IQR) |",
         "|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row['shape']} | {row['cut']} | {row['removed']} | {row['macs_kept']:.3f} | {row['params'] / 1e6:.1f} | "
             f"{row['batch']} ({row['model_batch']}) | {row['median_ms']:.1f} ({row['iqr_ms']:.1f}) | "
-            f"{row['speedup']:.2f}x |"
+            f"{row['speedup']:.2f}x ({row['speedup_iqr'][0]:.2f}-{row['speedup_iqr'][1]:.2f}) |"
         )
     return "\n".join(lines)
 

@@ -26,7 +26,18 @@ def score(method: str, store_path: str | None) -> dict:
     return get_criterion(method).score(context, units, [], 0)
 
 
+def report_teardown_at_exit() -> None:
+    """Registered before diffprune forms the group, so it runs after diffprune's own exit handler (atexit runs
+    handlers last in, first out): it sees what that handler left."""
+    import atexit
+
+    import torch.distributed
+
+    atexit.register(lambda: print(f"process group left at exit: {torch.distributed.is_initialized()}", flush=True))
+
+
 if __name__ == "__main__":
+    report_teardown_at_exit()
     method, output = sys.argv[1], sys.argv[2]
     scores = score(method, output + ".store.json")
     from diffprune.distributed import process_state

@@ -18,3 +18,21 @@ def test_existing_output_folder_is_refused(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "out")]) == 2
     assert "already holds results" in capsys.readouterr().err
     assert (tmp_path / "out" / "index.html").read_text() == "earlier run"
+
+
+def test_the_demo_page_shows_a_timing_problem_as_a_note_not_as_a_speedup(tmp_path):
+    from argparse import Namespace
+
+    from diffprune.cli.demo import write_index
+
+    (tmp_path / "digits-sd3-pruned").mkdir()
+    problem = "the pipeline saved 183.0 ms per call but its 20 denoiser calls can save at most 36.0 ms"
+    rows = [
+        {"model": "digits-sd3 (original)", "latency_ms": 478.5, "speedup": None},
+        {"model": "digits-sd3 pruned", "latency_ms": 295.9, "speedup": None, "timing_problem": problem},
+    ]
+    comparison = {"columns": ["model", "latency_ms", "speedup", "timing_problem"], "rows": rows, "files": {}}
+    sections = [{"name": "digits-sd3", "pruned": tmp_path / "digits-sd3-pruned", "comparison": comparison}]
+    page = write_index(tmp_path, sections, Namespace(criterion="ld-pruner", keep_macs=0.7)).read_text()
+    assert "<td>see note</td>" in page and 'class="note"' in page and "183.0 ms" in page
+    assert "digits-sd3 pruned: pipeline speedup not reported, a measurement problem" in page

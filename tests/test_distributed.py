@@ -1,44 +1,26 @@
-"""Scoring spread over 2 processes with accelerate (CPU, gloo) gives the same scores as one process."""
+"""Scoring, generation and distillation spread over 2 processes with accelerate (CPU, gloo) give what one process
+gives, and every launch ends cleanly (exit code 0; a failed one shows what its processes said)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from distributed_launch import launch_two_processes
 from distributed_scoring import score
 
 
-def launch_two_processes(script: str, *arguments: str) -> None:
-    command = [
-        # --multi_gpu with no GPU visible starts torchrun processes that talk over gloo on the CPU
-        # (--cpu alone would start a single process).
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(Path(__file__).parent / script),
-        *arguments,
-    ]
-    # CPU processes over gloo even on a GPU machine: two processes sharing one GPU over NCCL is not what is tested.
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert result.returncode == 0, result.stderr[-2000:]
+def run_two_processes(script: str, *arguments: str, log_dir: Path):
+    launched = launch_two_processes([str(Path(__file__).parent / script), *arguments], log_dir)
+    assert launched.clean, launched.report()
+    return launched
 
 
 @pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
 def test_two_process_scoring_matches_one_process(tmp_path, method):
     output = tmp_path / "scores.json"
-    launch_two_processes("distributed_scoring.py", method, str(output))
+    launched = run_two_processes("distributed_scoring.py", method, str(output), log_dir=tmp_path / "logs")
+    for rank in ("0", "1"):  # the API's exit handler tore the group down while the interpreter was whole
+        assert "process group left at exit: False" in launched.process_logs[f"rank {rank} stdout"]
     distributed = json.loads(output.read_text())
     assert distributed["num_processes"] == 2
     single = score(method, None)
@@ -56,7 +38,7 @@ def test_two_process_generation_matches_one_process(tmp_path):
     from diffprune.models.generation import generate
 
     output = tmp_path / "samples.json"
-    launch_two_processes("distributed_generation.py", str(output))
+    run_two_processes("distributed_generation.py", str(output), log_dir=tmp_path / "logs")
     shared = json.loads(output.read_text())
     assert shared["num_processes"] == 2
     single = generate(tiny_ddpm_pipeline(), seeds=[3, 4, 5, 6, 7], num_inference_steps=3, show_progress=False)
@@ -68,7 +50,7 @@ def test_two_process_distillation_matches_one_process(tmp_path):
     from safetensors.torch import load_file
 
     output = tmp_path / "weights.safetensors"
-    launch_two_processes("distributed_distillation.py", str(output))
+    run_two_processes("distributed_distillation.py", str(output), log_dir=tmp_path / "logs")
     shared = load_file(output)
     single = distilled_weights()
     # Adam divides by the running gradient size, so the rounding differences of an all-reduce grow in elements
@@ -79,3 +61,22 @@ def test_two_process_distillation_matches_one_process(tmp_path):
     assert total / sum(value.numel() for value in single.values()) < 1e-5
     for name, value in single.items():
         assert float((shared[name] - value).abs().max()) < 2e-3, name
+
+
+def test_a_failed_launch_shows_what_the_failing_process_said(tmp_path):
+    launched = launch_two_processes([str(Path(__file__).parent / "distributed_failing.py")], tmp_path / "logs")
+    assert not launched.clean
+    report = launched.report()
+    assert "rank 1 stderr" in report and "rank 1 gives up on purpose" in report
+    assert "rank 0 gives up" not in report
+
+
+def test_the_cli_tears_the_group_down_after_a_command_but_not_after_a_failure(monkeypatch, capsys, tmp_path):
+    import diffprune.distributed
+    from diffprune.cli import main
+
+    calls = []
+    monkeypatch.setattr(diffprune.distributed, "end_processes", lambda finished=True: calls.append(finished))
+    assert main(["units", "digits-ddpm", "--json"]) == 0
+    assert main(["units", str(tmp_path / "missing")]) == 2
+    assert calls == [True, False]

@@ -85,14 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # --help and usage errors exit here, before any model library loads
     quiet_libraries()
+    from diffprune.distributed import end_processes
+
+    finished = False
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        finished = True
+        return code
     except DiffpruneError as error:
         print(f"diffprune: error: {as_cli_message(str(error), option_strings(parser))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("diffprune: interrupted; rerun the same command to resume where supported", file=sys.stderr)
         return 130
+    finally:
+        end_processes(finished)  # under `accelerate launch`: the group goes before the interpreter does
 
 
 if __name__ == "__main__":

@@ -109,23 +109,22 @@ def write_index(out: Path, sections: list[dict], args) -> Path:
     import base64
     import html
 
+    from diffprune.evaluation.html_report import metrics_table
+
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>diffprune demo</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
-        "img{max-width:100%;image-rendering:pixelated}</style></head><body>",
+        "img{max-width:100%;image-rendering:pixelated}"
+        "p.note{background:#fff3cd;border-left:4px solid #d39e00;padding:0.5em 1em}</style></head><body>",
         f"<h1>diffprune demo: {html.escape(args.criterion)} to {args.keep_macs:.0%} of the denoiser's MACs</h1>",
         "<p>Small sample counts so it runs in minutes on a CPU; see docs/results.md for benchmark numbers.</p>",
     ]
     for section in sections:
         comparison = section["comparison"]
         columns = comparison["columns"]
-        parts.append(f"<h2>{html.escape(section['name'])}</h2><table><tr>")
-        parts += [f"<th>{html.escape(str(c))}</th>" for c in columns] + ["</tr>"]
-        for row in comparison["rows"]:
-            cells = [row.get(c) for c in columns]
-            parts.append("<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in cells) + "</tr>")
-        parts.append("</table>")
+        parts.append(f"<h2>{html.escape(section['name'])}</h2>")
+        parts.append(metrics_table(columns, comparison["rows"]))
         grid = comparison["files"].get("grid")
         if grid and Path(grid).exists():
             encoded = base64.b64encode(Path(grid).read_bytes()).decode()
@@ -140,11 +139,3 @@ def write_index(out: Path, sections: list[dict], args) -> Path:
     index = out / "index.html"
     index.write_text("\n".join(parts))
     return index
-
-
-def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "" if value is None else str(value)

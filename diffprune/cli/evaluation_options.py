@@ -42,8 +42,17 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     speed = parser.add_argument_group("latency")
     add_device_options(speed, dtype_help="run every model in this precision (default: as stored)")
     speed.add_argument("--latency-batch-size", type=int, default=1, help="batch size of the timed calls (default: 1)")
-    speed.add_argument("--latency-runs", type=int, help="timed runs after warm-up (default: 20 on CUDA, 5 on a CPU)")
-    speed.add_argument("--latency-warmup", type=int, help="untimed warm-up runs (default: 5 on CUDA, 2 on a CPU)")
+    speed.add_argument(
+        "--latency-runs",
+        type=int,
+        help="timed rounds, each timing every model once, in alternating order (default: per device, more for the "
+        "denoiser forward than for whole calls; README, Devices and precision)",
+    )
+    speed.add_argument(
+        "--latency-warmup",
+        type=int,
+        help="untimed warm-up calls per model before the rounds (default: per device and part, likewise)",
+    )
     speed.add_argument(
         "--compile",
         action="store_true",

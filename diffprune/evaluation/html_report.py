@@ -20,6 +20,7 @@ thead th { background: #f3f3f3; }
 img.grid { max-width: 100%; image-rendering: pixelated; }
 audio { width: 220px; }
 pre { background: #f7f7f7; padding: 1em; overflow-x: auto; }
+p.note { background: #fff3cd; border-left: 4px solid #d39e00; padding: 0.5em 1em; }
 """
 
 
@@ -53,13 +54,19 @@ def format_value(value) -> str:
     return str(value)
 
 
-def _table(columns: list[str], rows: list[dict]) -> str:
+def metrics_table(columns: list[str], rows: list[dict]) -> str:
+    """Summary rows as an HTML table, followed by their notes (measurement problems) in a visible box."""
+    from diffprune.evaluation.tables import cell_value, table_notes
+
     head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(format_value(row.get(column)))}</td>" for column in columns) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(format_value(cell_value(row, column)))}</td>" for column in columns)
+        + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    notes = "".join(f'<p class="note">{html.escape(note)}</p>' for note in table_notes(rows))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
 
 
 def _audio_table(model_labels: list[str], row_labels: list[str], audio_uris: dict[str, list[str]]) -> str:
@@ -89,7 +96,7 @@ def render_report(
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",
-        _table(columns, rows),
+        metrics_table(columns, rows),
         "<h2>Samples</h2>",
         "<p>Columns: models (name, UNet parameters, measured latency). Rows: the same prompt and seed for every model.</p>",
         f'<img class="grid" alt="comparison grid" src="{png_data_uri(grid_image)}">',

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from diffprune.devices import torch_dtype
 from diffprune.errors import DiffpruneError
-from diffprune.evaluation.latency import measure_pipeline_latency, speedups
+from diffprune.evaluation.latency import measure_latencies, speedups
 from diffprune.evaluation.settings import EvaluationSettings, metrics_for
 from diffprune.evaluation.tables import report_header
 from diffprune.models.components import pipeline_in_dtype
@@ -134,15 +134,16 @@ def _run_evaluation(pipelines, reference, settings, keep_samples) -> EvaluationR
     needs_samples = keep_samples or any(metric in metrics for metric in ("fid", "clip", "clap"))
     rows = {label: {} for label in pipelines}
     generated = {}
+    if "macs" in metrics or "latency" in metrics:
+        for label, pipeline in pipelines.items():
+            rows[label].update(unet_costs(denoiser_of(pipeline), pipeline))
+    if "latency" in metrics:  # all models together, in alternating rounds, so their times compare
+        latencies = measure_latencies(pipelines, settings.latency, prompts[0] if prompts else None)
+        for label, latency in latencies.items():
+            rows[label]["latency"] = latency
     progress = tqdm(pipelines.items(), desc="evaluating models", unit="model", disable=not settings.show_progress)
     for label, pipeline in progress:
         progress.set_postfix_str(label[-40:])
-        if "macs" in metrics or "latency" in metrics:
-            rows[label].update(unet_costs(denoiser_of(pipeline), pipeline))
-        if "latency" in metrics:
-            rows[label]["latency"] = measure_pipeline_latency(
-                pipeline, settings.latency, prompts[0] if prompts else None
-            )
         if needs_samples:
             generated[label] = generate(
                 pipeline,

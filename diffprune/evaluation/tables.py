@@ -16,11 +16,14 @@ SUMMARY_COLUMNS = [
     "latency_ms",
     "denoiser_latency_ms",
     "speedup",
+    "speedup_iqr",
+    "denoiser_speedup",
     "predicted_speedup",
     "fid_vs_reference",
     "fid_vs_real_images",
     "clip_score",
     "clap_score",
+    "timing_problem",
 ]
 
 
@@ -42,30 +45,59 @@ def summary_row(label: str, row: dict) -> dict:
     latency = row.get("latency", {})
     speedup = row.get("speedup", {})
     fid = row.get("fid", {})
+    part = next((name for name in ("pipeline", "unet_forward") if name in speedup.get("ratios", {})), None)
     return {
         "model": label,
         "params": row.get("params"),
         "macs": row.get("macs"),
         "latency_ms": latency.get("pipeline", {}).get("median_ms"),
         "denoiser_latency_ms": latency.get("unet_forward", {}).get("median_ms"),
-        "speedup": speedup.get("pipeline", speedup.get("unet_forward")),
+        # The whole call's speedup when it was timed (None when its timing is a measurement problem), else the
+        # denoiser forward's; with the interquartile range of its per-round ratios.
+        "speedup": speedup.get(part) if part else None,
+        "speedup_iqr": _range_text(speedup["ratios"][part]["iqr"]) if part and speedup.get(part) else None,
+        "denoiser_speedup": speedup.get("unet_forward"),
         "predicted_speedup": speedup.get("predicted_from_macs"),
         "fid_vs_reference": fid.get("vs_reference"),
         "fid_vs_real_images": fid.get("vs_real_images"),
         "clip_score": row.get("clip_score"),
         "clap_score": row.get("clap_score"),
+        "timing_problem": speedup.get("measurement_problem"),
     }
 
 
+def _range_text(interval: list[float]) -> str:
+    return f"{interval[0]:.2f}-{interval[1]:.2f}"
+
+
+NOTE_COLUMNS = {"timing_problem"}  # long text: the table says "see note", the note follows the table
+
+
+def cell_value(row: dict, column: str):
+    """What a table cell shows: the value, or a pointer to the note below the table for note columns."""
+    value = row.get(column)
+    return "see note" if column in NOTE_COLUMNS and value else value
+
+
+def table_notes(rows: list[dict]) -> list[str]:
+    """The notes under a table: one per model whose pipeline timing is a measurement problem."""
+    return [
+        f"{row['model']}: pipeline speedup not reported, a measurement problem: {row['timing_problem']}"
+        for row in rows
+        if row.get("timing_problem")
+    ]
+
+
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A plain-text table of summary rows; columns with no value in any row are left out."""
+    """A plain-text table of summary rows, then its notes; columns with no value in any row are left out."""
     from diffprune.evaluation.html_report import format_value
 
     columns = columns or [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]
-    cells = [[format_value(row.get(column)) for column in columns] for row in rows]
+    cells = [[format_value(cell_value(row, column)) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
+    lines += [f"note: {note}" for note in table_notes(rows)]
     return "\n".join(lines)
 
 

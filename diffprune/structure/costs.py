@@ -9,15 +9,13 @@ bf16 model can be counted with the same inputs as those of a CPU fp32 one.
 
 from __future__ import annotations
 
-import statistics
-
 import torch
 from torch.utils import flop_counter
-from torch.utils.benchmark import Timer
 
 from diffprune.devices import place
 from diffprune.families import example_inputs
 from diffprune.structure.denoiser import denoiser_of
+from diffprune.timing import time_interleaved, time_summary
 
 
 def _custom_flop_formulas() -> dict:
@@ -78,32 +76,16 @@ def measure_latency(
     function, warmup: int | None = None, runs: int | None = None, device: str | torch.device = "cpu"
 ) -> dict:
     """Median and interquartile range of `function()` wall time over `runs` calls after `warmup` calls
-    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU).
-
-    torch.utils.benchmark's Timer synchronises the GPU before reading the clock, and we synchronise after the
-    warm-up too, so each time covers the GPU work of that call and nothing queued before it.
+    (defaults: 20 runs after 5 warm-up calls on CUDA, 5 after 2 on a CPU); on CUDA also the peak memory of its
+    calls. Timing is diffprune.timing's (GPU-synchronised, one call at a time); to compare two functions, time
+    them together with diffprune.timing.time_interleaved instead of calling this twice.
     """
     device = torch.device(device)
     kind = "cuda" if device.type == "cuda" else "cpu"
     warmup = DEFAULT_WARMUP[kind] if warmup is None else warmup
     runs = DEFAULT_RUNS[kind] if runs is None else runs
-    for _ in range(warmup):
-        function()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    timer = Timer(stmt="function()", globals={"function": function})
-    times_ms = [timer.timeit(number=1).median * 1000 for _ in range(runs)]
-    quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
-    report = {
-        "median_ms": statistics.median(times_ms),
-        "iqr_ms": quartiles[2] - quartiles[0],
-        "min_ms": min(times_ms),
-        "max_ms": max(times_ms),
-        "runs": runs,
-        "warmup": warmup,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        report["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    timed = time_interleaved({"function": function}, runs, warmup, device)
+    report = {**time_summary(timed.times_ms["function"]), "warmup": warmup, "device": str(device)}
+    if "function" in timed.peak_memory_mb:
+        report["peak_memory_mb"] = timed.peak_memory_mb["function"]
     return report
