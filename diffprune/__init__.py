@@ -6,7 +6,7 @@ may import):
     costs, surgery) -> criteria/ (scores) -> pruning/ (budget, selection, prune) -> recovery/ (distillation,
     LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
 with models/ (loading, saving, generation, task adapters, training noise) beside them, and shared modules at the
-root (errors, devices, tensors, outputs, distributed).
+root (errors, devices, tensors, outputs, distributed, timing).
 
 Attributes are imported lazily so `diffprune --help` stays fast. No subpackage shares a name with an
 exported function: importing a submodule binds its name on the package, which would shadow the function.

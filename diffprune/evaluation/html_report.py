@@ -44,19 +44,9 @@ def wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio, sample_rate)).decode("ascii")
 
 
-def format_value(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def metrics_table(columns: list[str], rows: list[dict]) -> str:
     """Summary rows as an HTML table, followed by their notes (measurement problems) in a visible box."""
-    from diffprune.evaluation.tables import cell_value, table_notes
+    from diffprune.evaluation.tables import cell_value, format_value, table_notes
 
     head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
     body = "".join(

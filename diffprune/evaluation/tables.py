@@ -73,6 +73,17 @@ def _range_text(interval: list[float]) -> str:
 NOTE_COLUMNS = {"timing_problem"}  # long text: the table says "see note", the note follows the table
 
 
+def format_value(value) -> str:
+    """A cell's text: thousands separated, three significant digits below 1000, a dash for no value."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def cell_value(row: dict, column: str):
     """What a table cell shows: the value, or a pointer to the note below the table for note columns."""
     value = row.get(column)
@@ -90,8 +101,6 @@ def table_notes(rows: list[dict]) -> list[str]:
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """A plain-text table of summary rows, then its notes; columns with no value in any row are left out."""
-    from diffprune.evaluation.html_report import format_value
-
     columns = columns or [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]
     cells = [[format_value(cell_value(row, column)) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
