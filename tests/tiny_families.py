@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tiny_chroma import tiny_chroma, tiny_chroma_pipeline
+from tiny_flux2 import tiny_flux2, tiny_flux2_klein_pipeline
+from tiny_qwenimage import tiny_qwenimage, tiny_qwenimage_pipeline
 from tiny_transformers import (
     tiny_dit,
     tiny_dit_pipeline,
@@ -78,5 +81,21 @@ FAMILY_FIXTURES = {
         frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
         # guidance-distilled: guidance goes in through its embedding, one call per step
         {"flux": PipelineFixture(tiny_flux_pipeline, None, lambda sigma: sigma * 1000)},
+    ),
+    "qwenimage": FamilyFixture(
+        tiny_qwenimage,
+        frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
+        # prompts of two lengths: the batch is padded to the longer one and masked
+        {"qwenimage": PipelineFixture(tiny_qwenimage_pipeline, 1.0, lambda sigma: sigma * 1000, ("a 1", "the red 22"))},
+    ),
+    "chroma": FamilyFixture(  # blocks of both stacks are replaced in place: their modulation is read by slot
+        tiny_chroma,
+        frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
+        {"chroma": PipelineFixture(tiny_chroma_pipeline, 1.0, lambda sigma: sigma * 1000, ("a 1", "the red 22"))},
+    ),
+    "flux2": FamilyFixture(  # single blocks hold no branch units: their parallel attention + MLP is the block
+        tiny_flux2,
+        frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
+        {"flux2-klein": PipelineFixture(tiny_flux2_klein_pipeline, 1.0, lambda sigma: sigma * 1000)},
     ),
 }

@@ -46,6 +46,9 @@ FAMILY_MODULES = (
     "sd3",
     "flux",
     "sana",
+    "qwenimage",
+    "flux2",
+    "chroma",
     "unsupported",
 )
 _loaded = False

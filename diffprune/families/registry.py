@@ -61,6 +61,8 @@ class Stack:
     streams: str = ONE_STREAM  # STREAM_LAYOUTS: how a block's call carries the image and text streams
     cut: str | None = DEPTH  # DEPTH, REPLACE, or None: blocks are not units (their branches still are)
     branch_parent: str = ""  # where a block's branches live, below the block ("block" for a wrapper module)
+    # False: its blocks hold no branch units (FLUX.2's single block: its one branch is the block's whole update)
+    branches: bool = True
 
     def __post_init__(self):
         if self.streams not in STREAM_LAYOUTS:
@@ -146,6 +148,11 @@ class Family:
         raise DiffpruneError(f"a {self.name} pipeline takes no class labels")
 
     # -- calling the denoiser -------------------------------------------------------------------------------
+    def guidance_arguments(self, pipeline, guidance_scale: float | None) -> dict:
+        """Keyword arguments of the pipeline's call for this classifier-free guidance scale (None: the call's
+        own default)."""
+        return {} if guidance_scale is None else {"guidance_scale": guidance_scale}
+
     def example_inputs(self, model, batch_size: int, text_length: int | None, latent_size: int | None, generator):
         """Keyword arguments for one call, random values of the right shapes on the CPU (placed by the caller)."""
         raise NotImplementedError(f"{type(self).__name__} declares no example inputs")

@@ -25,7 +25,8 @@ def with_components(pipeline, replacements: dict):
     """A new pipeline of the same class sharing every component but `replacements` ({name: component}).
 
     Init flags that live in the pipeline's config (requires_safety_checker) are passed on, so rebuilding a
-    Stable Diffusion pipeline without a safety checker neither warns nor changes what is saved.
+    Stable Diffusion pipeline without a safety checker neither warns nor changes what is saved; so is the size a
+    transformer pipeline draws by default (`default_sample_size`), which its __init__ would reset.
     """
     accepted = inspect.signature(type(pipeline).__init__).parameters
     flags = {k: v for k, v in dict(pipeline.config).items() if k in accepted and k not in pipeline.components}
@@ -33,6 +34,8 @@ def with_components(pipeline, replacements: dict):
         flags["id2label"] = class_names(pipeline)
     rebuilt = type(pipeline)(**{**pipeline.components, **flags, **replacements})
     rebuilt.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
+    if hasattr(pipeline, "default_sample_size"):  # transformer pipelines: the size a call draws by default
+        rebuilt.default_sample_size = pipeline.default_sample_size
     return rebuilt
 
 

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
-from diffprune.families import CALIBRATION, require
+from diffprune.families import CALIBRATION, family_of, require
 from diffprune.structure.denoiser import denoiser_of
 
 TEXT_TO_IMAGE = "text-to-image"
@@ -188,7 +188,7 @@ def _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, bat
 
 def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale):
     """(images, audios or None, sample_rate or None) for one batch, through the pipeline's own __call__."""
-    extra = {"guidance_scale": guidance_scale} if guidance_scale is not None else {}
+    extra = family_of(denoiser_of(pipeline)).guidance_arguments(pipeline, guidance_scale)
     if family == TEXT_TO_IMAGE:
         output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="pil", **extra)
         return output.images, None, None

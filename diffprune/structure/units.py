@@ -207,14 +207,17 @@ def _transformer_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
             parents.append((block, stack, f"{block}.{stack.branch_parent}" if stack.branch_parent else block))
     with_branches = family.support_problem(BRANCH_CUTS, model) is None
     children = [
-        f"{parent}.{leaf}" for _, _, parent in parents for leaf, _ in model.get_submodule(parent).named_children()
+        f"{parent}.{leaf}"
+        for _, stack, parent in parents
+        if stack.branches
+        for leaf, _ in model.get_submodule(parent).named_children()
     ]
     branches = _probe(model, inputs, children) if with_branches else {}
     found: list[tuple] = []
     for block, stack, parent in parents:
         if block in removable:
             found.append((block, stack.kind, block_gate_form(stack), stack.cut, None))
-        if not with_branches:
+        if not (with_branches and stack.branches):
             continue
         for leaf, child in model.get_submodule(parent).named_children():
             name = f"{parent}.{leaf}"
