@@ -46,6 +46,9 @@ FAMILY_MODULES = (
     "sd3",
     "flux",
     "sana",
+    "lumina2",
+    "cogview4",
+    "hidream",
     "unsupported",
 )
 _loaded = False
