@@ -247,3 +247,13 @@ def test_hidream_losses_reach_the_routed_experts_and_a_training_model_predicts_i
         training = family.predict(None, model, noisy, timesteps, conditioning)
     assert training.shape == noisy.shape
     torch.testing.assert_close(training, reference, rtol=1e-4, atol=1e-5)
+    # Built with force_inference_output, the experts run without gradients even in training mode.
+    config = {key: value for key, value in model.config.items() if not key.startswith("_")}
+    forced = type(model)(**{**config, "force_inference_output": True})
+    forced.load_state_dict(model.state_dict())
+    forced.train()
+    prediction = family.predict(None, forced, noisy, timesteps, conditioning)
+    torch.testing.assert_close(prediction.detach(), reference, rtol=1e-4, atol=1e-5)
+    prediction.square().mean().backward()
+    assert any(p.grad is not None for p in forced.double_stream_blocks[0].block.ff_i.experts.parameters())
+    assert all(m._force_inference_output for m in forced.modules() if hasattr(m, "_force_inference_output"))

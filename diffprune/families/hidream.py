@@ -17,8 +17,9 @@ last block's Llama states) after each; single blocks take one stream, the image 
 block's own Llama states, and the model drops those again after each.
 
 Traps for the losses: the mixture of experts computes its routed experts under torch.no_grad() in eval mode
-(`moe_infer`), so no gradient reaches them or flows back through them; while gradients are recorded, predict
-runs the mixtures through their training path (the same mixture, differentiable). A model in training mode
+(`moe_infer`; in every mode with `force_inference_output`), so no gradient reaches them or flows back through
+them; while gradients are recorded, predict runs the mixtures through their training path (the same mixture,
+differentiable). A model in training mode
 (distillation's student) returns its output in a patch layout ([batch, channels, tokens, patch x patch]);
 predict puts it back in the latents' layout.
 
@@ -102,19 +103,24 @@ class HiDream(Family):
 
 @contextmanager
 def routed_experts_with_gradients(model: nn.Module):
-    """While gradients are recorded, the mixtures of experts of a model in eval mode run their training path: the
-    same mixture, but differentiable (their eval path computes the routed experts under torch.no_grad())."""
-    mixtures = [m for m in model.modules() if isinstance(m, MOEFeedForwardSwiGLU) and not m.training]
+    """While gradients are recorded, every mixture of experts runs its training path: the same mixture, but
+    differentiable (the eval path, and any path of a model built with `force_inference_output`, computes the
+    routed experts under torch.no_grad()). Modes and flags come back afterwards."""
+    mixtures = [m for m in model.modules() if isinstance(m, MOEFeedForwardSwiGLU)]
     if not torch.is_grad_enabled() or not mixtures:
         yield
         return
+    saved = [(m, [(sub, sub.training) for sub in m.modules()], m._force_inference_output) for m in mixtures]
     for mixture in mixtures:
         mixture.train()
+        mixture._force_inference_output = False
     try:
         yield
     finally:
-        for mixture in mixtures:
-            mixture.eval()
+        for mixture, modes, forced in saved:
+            for sub, training in modes:
+                sub.training = training
+            mixture._force_inference_output = forced
 
 
 def from_patch_layout(prediction: torch.Tensor, shape: torch.Size, patch: int) -> torch.Tensor:
