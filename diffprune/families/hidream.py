@@ -72,7 +72,7 @@ class HiDream(Family):
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config
         size = latent_size or config.max_resolution[0]
-        length = text_length or TEXT_LENGTH
+        length = TEXT_LENGTH  # the pipeline's tokenizer (CLIP) only makes the pooled embedding; T5 and Llama get 128
         t5_width, llama_width = config.caption_channels
         llama_layers = max(config.llama_layers) + 1
         return {

@@ -25,7 +25,9 @@ from __future__ import annotations
 import torch
 from diffusers import Lumina2Transformer2DModel
 
-from diffprune.families.registry import DEFAULT_TEXT_LENGTH, REPLACE, Family, Stack, call_defaults, register
+from diffprune.families.registry import REPLACE, Family, Stack, call_defaults, register
+
+TEXT_LENGTH = 256  # Lumina2Pipeline's max_sequence_length
 
 
 @register(Lumina2Transformer2DModel)
@@ -42,7 +44,9 @@ class Lumina2(Family):
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config
         size = latent_size or config.sample_size
-        length = text_length or DEFAULT_TEXT_LENGTH
+        # The pipeline pads prompts to its call's max_sequence_length (256) and masks the padding: at most that
+        # many text tokens, whatever Gemma's tokenizer allows.
+        length = min(text_length or TEXT_LENGTH, TEXT_LENGTH)
         return {
             "hidden_states": torch.randn(batch_size, config.in_channels, size, size, generator=generator),
             "timestep": torch.full((batch_size,), 0.5),
