@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from tiny_chroma import tiny_chroma, tiny_chroma_pipeline
 from tiny_flux2 import tiny_flux2, tiny_flux2_klein_pipeline
 from tiny_qwenimage import tiny_qwenimage, tiny_qwenimage_pipeline
+from tiny_cogview4 import tiny_cogview4, tiny_cogview4_pipeline
+from tiny_hidream import tiny_hidream, tiny_hidream_pipeline
+from tiny_lumina2 import tiny_lumina2, tiny_lumina2_pipeline
 from tiny_transformers import (
     tiny_dit,
     tiny_dit_pipeline,
@@ -30,8 +33,12 @@ from tiny_transformers import (
 )
 
 
-def _same(timestep):
-    return timestep
+def _same(value):
+    return value
+
+
+def _negated(prediction):
+    return -prediction
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class PipelineFixture:
     guidance_scale: float | None = 1.0  # 1: guidance off (the adapter predicts unguided); None: the call's default
     # The timestep the pipeline passes -> diffprune's convention (the training noise's: integer t, or sigma x 1000).
     to_diffprune_timestep: Callable = _same
+    # The denoiser's output -> diffprune's convention (the training noise's target: for flow models, noise - image;
+    # Lumina 2 and HiDream predict image - noise, which their pipelines negate).
+    to_diffprune_prediction: Callable = _same
     prompts: tuple = ("a 1", "b 2")  # prompts (or class labels) the pipeline is called with
 
 
@@ -86,16 +96,31 @@ FAMILY_FIXTURES = {
         tiny_qwenimage,
         frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
         # prompts of two lengths: the batch is padded to the longer one and masked
-        {"qwenimage": PipelineFixture(tiny_qwenimage_pipeline, 1.0, lambda sigma: sigma * 1000, ("a 1", "the red 22"))},
+        {"qwenimage": PipelineFixture(tiny_qwenimage_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22"))},
     ),
     "chroma": FamilyFixture(  # blocks of both stacks are replaced in place: their modulation is read by slot
         tiny_chroma,
         frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
-        {"chroma": PipelineFixture(tiny_chroma_pipeline, 1.0, lambda sigma: sigma * 1000, ("a 1", "the red 22"))},
+        {"chroma": PipelineFixture(tiny_chroma_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22"))},
     ),
     "flux2": FamilyFixture(  # single blocks hold no branch units: their parallel attention + MLP is the block
         tiny_flux2,
         frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
         {"flux2-klein": PipelineFixture(tiny_flux2_klein_pipeline, 1.0, lambda sigma: sigma * 1000)},
+    "lumina2": FamilyFixture(  # gated after the RMSNorms that follow attn and feed_forward
+        tiny_lumina2,
+        frozenset({"self_attention", "feed_forward"}),
+        # Lumina's time runs from noise (0) to image (1): the pipeline passes 1 - sigma
+        {"lumina2": PipelineFixture(tiny_lumina2_pipeline, 1.0, lambda time: (1 - time) * 1000, _negated)},
+    ),
+    "cogview4": FamilyFixture(  # one feed-forward serves both streams
+        tiny_cogview4,
+        frozenset({"joint_attention", "feed_forward"}),
+        {"cogview4": PipelineFixture(tiny_cogview4_pipeline, prompts=("a 1", "bb 22 c"))},
+    ),
+    "hidream": FamilyFixture(  # wrapped blocks, mixture-of-experts image feed-forwards
+        tiny_hidream,
+        frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
+        {"hidream": PipelineFixture(tiny_hidream_pipeline, to_diffprune_prediction=_negated)},
     ),
 }

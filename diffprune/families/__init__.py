@@ -49,6 +49,9 @@ FAMILY_MODULES = (
     "qwenimage",
     "flux2",
     "chroma",
+    "lumina2",
+    "cogview4",
+    "hidream",
     "unsupported",
 )
 _loaded = False

@@ -93,11 +93,21 @@ class ZeroBranch(nn.Module):
 
 
 class ZeroStreams(nn.Module):
-    """Stands in for a removed joint attention (SD3, FLUX): it returns (image output, text output), and each
-    stream adds its output to its own residual; both become zeros shaped like the stream they stand for."""
+    """Stands in for a removed joint attention (SD3, FLUX, CogView4, HiDream): it returns (image output, text
+    output), and each stream adds its output to its own residual; both become zeros shaped like the stream they
+    stand for. `parameters` are the removed attention's parameter names: the image stream is its first one, the
+    text stream the one named `*encoder_hidden_states`, so positional calls are read the way it read them
+    (HiDream's passes a mask between the two)."""
 
-    def forward(self, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-        return tuple(s.new_zeros(()).expand(s.shape) for s in (hidden_states, encoder_hidden_states))
+    def __init__(self, parameters: list[str]):
+        super().__init__()
+        self.parameters_of_branch = list(parameters)
+        self.text_parameter = next(name for name in parameters if name.endswith("encoder_hidden_states"))
+
+    def forward(self, *args, **kwargs):
+        named = {**dict(zip(self.parameters_of_branch, args, strict=False)), **kwargs}
+        streams = (named[self.parameters_of_branch[0]], named[self.text_parameter])
+        return tuple(s.new_zeros(()).expand(s.shape) for s in streams)
 
 
 def _set_module(root: nn.Module, name: str, replacement: nn.Module) -> None:
@@ -112,9 +122,9 @@ def _set_module(root: nn.Module, name: str, replacement: nn.Module) -> None:
 def replacement_for(module: nn.Module, gate_form: str) -> nn.Module:
     if gate_form == RESIDUAL_BRANCH:
         return ZeroBranch()
-    if gate_form == TWO_STREAM_BRANCH:
-        return ZeroStreams()
     parameters = inspect.signature(module.forward).parameters
+    if gate_form == TWO_STREAM_BRANCH:
+        return ZeroStreams(list(parameters))
     if gate_form in (TWO_STREAM_BLOCK, TWO_STREAM_BLOCK_IMAGE_FIRST):
         return TwoStreamBypass(list(parameters), image_first=gate_form == TWO_STREAM_BLOCK_IMAGE_FIRST)
     return Bypass(returns_container="return_dict" in parameters)

@@ -115,6 +115,7 @@ UNIT_KINDS = (
     "attention",
     "transformer_block",
     "single_transformer_block",  # FLUX's single-stream blocks
+    "refiner_block",  # Lumina 2's text and image refiners before its main stack (cut in place)
     "mid_block",
     "self_attention",
     "cross_attention",

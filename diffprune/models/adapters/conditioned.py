@@ -35,13 +35,16 @@ class ConditionedAdapter(TaskAdapter):
         return self.denoiser_family.encode(self.pipeline, prompts, self.device)
 
     def conditioning(self, sample_indices) -> dict:
-        """The denoiser's conditioning for these calibration samples, encoded once per sample."""
+        """The denoiser's conditioning for these calibration samples. The calibration set's prompts are encoded
+        once, all in one batch, the first time any is asked for: pipelines that pad prompts to the longest of
+        their batch (CogView4) would otherwise give samples encoded at different times different lengths."""
         self.check_losses_supported()
-        missing = [i for i in sample_indices if i not in self._encoded]
-        if missing:
+        if not self._encoded:
+            unique = list(dict.fromkeys(self.prompts))
             with torch.no_grad():
-                encoded = self.encode([self.prompts[i] for i in missing])
-            for position, index in enumerate(missing):
-                self._encoded[index] = {key: value[position] for key, value in encoded.items()}
+                encoded = self.encode(unique)
+            position = {prompt: index for index, prompt in enumerate(unique)}
+            for index, prompt in enumerate(self.prompts):
+                self._encoded[index] = {key: value[position[prompt]] for key, value in encoded.items()}
         samples = [self._encoded[i] for i in sample_indices]
         return {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
