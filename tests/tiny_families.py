@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tiny_stable_audio import tiny_stable_audio, tiny_stable_audio_pipeline
 from tiny_transformers import (
     tiny_dit,
     tiny_dit_pipeline,
@@ -78,5 +79,11 @@ FAMILY_FIXTURES = {
         frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
         # guidance-distilled: guidance goes in through its embedding, one call per step
         {"flux": PipelineFixture(tiny_flux_pipeline, None, lambda sigma: sigma * 1000)},
+    ),
+    "stable-audio": FamilyFixture(  # one stream: [global token; audio frames]
+        tiny_stable_audio,
+        frozenset({"self_attention", "cross_attention", "feed_forward"}),
+        # the pipeline passes atan(sigma) * 2 / pi, the training noise's own timestep (v-diffusion)
+        {"stable-audio": PipelineFixture(tiny_stable_audio_pipeline, prompts=("a dog", "rain 2"))},
     ),
 }

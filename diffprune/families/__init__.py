@@ -46,6 +46,7 @@ FAMILY_MODULES = (
     "sd3",
     "flux",
     "sana",
+    "stable_audio",
     "unsupported",
 )
 _loaded = False
