@@ -10,7 +10,7 @@ import torch
 from diffusers import StableAudioDiTModel
 
 TEXT_DIM = 16  # T5's width; the projection model keeps it (the hub model: 768 -> 768, an identity)
-TEXT_TOKENS = 6  # the tokenizer's model_max_length (the hub model's: 128)
+TEXT_TOKENS = 8  # the tokenizer's model_max_length (the hub model's: 128)
 LATENT_CHANNELS = 4  # the hub model: 64
 LATENT_FRAMES = 16  # transformer sample_size (the hub model: 1024 latent frames, 47.55 s)
 BATCH = 2
