@@ -19,7 +19,7 @@ from untouched import assert_untouched, snapshot
 import diffprune
 from diffprune.cli import main
 from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
-from diffprune.models.adapters import CalibrationSettings
+from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.generation import final_latents
 
 # torchsde warns that the sampler's last sigmas (0.3, then 0) lie at or below its Brownian tree's start: the
@@ -45,6 +45,11 @@ def test_calibration_latents_are_the_pipelines_own_guided_sde_samples(stable_aud
     latents = final_latents(stable_audio, PROMPTS, _generators(), num_inference_steps=2)
     expected = stable_audio(prompt=PROMPTS, generator=_generators(), num_inference_steps=2, output_type="latent")
     torch.testing.assert_close(latents, expected.audios, rtol=0, atol=0)
+    adapter = adapter_for(stable_audio, CalibrationSettings(**CALIBRATION))
+    variants = adapter.final_latents(3)  # no gates: three identical variants, one Brownian tree per seed
+    for variant in (1, 2):  # up to float rounding of batched kernels; other step noise would be O(1)
+        torch.testing.assert_close(variants[:, variant], variants[:, 0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(variants[:, 0], latents, rtol=0, atol=1e-5)
 
 
 def test_a_loss_criterion_prunes_blocks_and_branches_of_a_bf16_pipeline_and_distillation_recovers(tmp_path):
