@@ -83,6 +83,44 @@ def test_text_to_audio_gives_audio_and_rendered_mel_images():
     assert batch.images[0].mode == "L" and batch.images[0].size == (128, 128)
 
 
+def test_final_latents_of_a_stochastic_sampler_are_the_pipelines_own():
+    """Pipelines pass `generator` to a scheduler's step only where its signature takes one; the final-latents
+    stop must keep that signature, or the step noise is unseeded (and variants of a sample disagree)."""
+    from diffusers import EulerAncestralDiscreteScheduler
+    from tiny_models import SD_BETAS
+
+    from diffprune.models.generation import final_latents
+
+    pipeline = tiny_sd_pipeline()
+    pipeline.scheduler = EulerAncestralDiscreteScheduler(**SD_BETAS, steps_offset=1)
+    pipeline.set_progress_bar_config(disable=True)
+    prompts = ["a one", "a two"]
+
+    def generators():
+        return [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+
+    latents = final_latents(pipeline, prompts, generators(), num_inference_steps=3)
+    expected = pipeline(prompt=prompts, generator=generators(), num_inference_steps=3, output_type="latent").images
+    torch.testing.assert_close(latents, expected, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torchsde: the SDE sampler's last sigmas lie outside its tree
+def test_stable_audio_gives_stereo_audio_at_its_vaes_rate_and_mono_mel_images():
+    from tiny_stable_audio import tiny_stable_audio_pipeline
+
+    from diffprune.models.generation import mono
+
+    pipeline = tiny_stable_audio_pipeline()
+    assert pipeline_family(pipeline) == TEXT_TO_AUDIO  # a tokenizer and a text encoder, but no vocoder
+    batch = generate(pipeline, prompts=["a dog", "rain"], seeds=[0, 1], num_inference_steps=2, show_progress=False)
+    alone = generate(pipeline, prompts=["rain"], seeds=[1], num_inference_steps=2, show_progress=False)
+    assert batch.sample_rate == 44100 and batch.audios[0].shape == (64, 2)  # 16 latent frames x 4, stereo
+    assert not np.allclose(batch.audios[0][:, 0], batch.audios[0][:, 1])  # two channels, not one repeated
+    assert np.allclose(batch.audios[1], alone.audios[0], atol=1e-6)
+    np.testing.assert_allclose(mono(batch.audios[0]), batch.audios[0].mean(axis=1))
+    assert batch.images[0].mode == "L" and batch.images[0].size == (128, 128)
+
+
 def test_sample_plan_cycles_prompts():
     seeds, prompts = sample_plan(5, seed=10, prompts=["a", "b"])
     assert seeds == [10, 11, 12, 13, 14] and prompts == ["a", "b", "a", "b", "a"]

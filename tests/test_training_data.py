@@ -68,3 +68,12 @@ def test_missing_or_empty_folder_is_a_user_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DiffpruneError, match="holds no images"):
         image_files(tmp_path / "empty")
+
+
+def test_audio_pipelines_refuse_training_images_in_one_line(tmp_path):
+    from tiny_evaluation_models import tiny_audio_diffusion_pipeline
+
+    folder = _write_images(tmp_path / "images", 2, 8, "L")
+    settings = CalibrationSettings(num_samples=2, images=str(folder), show_progress=False)
+    with pytest.raises(DiffpruneError, match="training images cannot train audio-diffusion pipelines"):
+        adapter_for(tiny_audio_diffusion_pipeline(), settings)

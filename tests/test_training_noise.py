@@ -76,6 +76,46 @@ def test_flow_sigmas_on_a_dpm_solver_config_count_as_flow_matching():
     assert noise.is_flow_matching and noise.prediction_type == "flow_prediction"
 
 
+@pytest.mark.parametrize(
+    ("sigma_data", "prediction_type"), [(1.0, "v_prediction"), (0.5, "v_prediction"), (0.5, "epsilon")]
+)
+def test_v_diffusion_is_the_edm_preconditioning_its_scheduler_samples_with(sigma_data, prediction_type):
+    """Stable Audio Open: x = x_0 + sigma eps, the model sees the scheduler's precondition_inputs(x) at its
+    precondition_noise(sigma), and the target is the output from which precondition_outputs gives x_0 back."""
+    from diffusers import CosineDPMSolverMultistepScheduler
+
+    scheduler = CosineDPMSolverMultistepScheduler(sigma_data=sigma_data, prediction_type=prediction_type)
+    noise = TrainingNoise(scheduler)
+    clean, eps = torch.randn(5, 4, 16, dtype=torch.float64), torch.randn(5, 4, 16, dtype=torch.float64)
+    positions = torch.tensor([0, 1, 400, 998, 999])
+    batch = noise.noise(clean, eps, positions)
+    sigma = noise.sigmas[positions].view(-1, 1, 1)
+    noised = clean + sigma * eps
+    torch.testing.assert_close(batch.noisy, scheduler.precondition_inputs(noised, sigma))
+    torch.testing.assert_close(batch.timesteps, scheduler.precondition_noise(sigma.flatten()).float())
+    torch.testing.assert_close(scheduler.precondition_outputs(noised, batch.target, sigma), clean)
+
+
+def test_v_diffusion_draws_timesteps_uniformly_over_the_schedulers_sigma_range():
+    """As the cosine (v) objective draws t uniformly, within the sigmas the sampler visits (0.3..500 for
+    Stable Audio Open); at sigma_data = 1 the target is the velocity cos(t pi/2) eps - sin(t pi/2) x_0."""
+    import math
+
+    from tiny_stable_audio import cosine_dpm_solver
+
+    noise = TrainingNoise(cosine_dpm_solver())
+    assert noise.is_v_diffusion and noise.prediction_type == "v_prediction"
+    torch.testing.assert_close(noise.sigmas[[0, -1]], torch.tensor([0.3, 500.0], dtype=torch.float64))
+    positions = torch.arange(1000)
+    clean, eps = torch.randn(1000, 2, 3), torch.randn(1000, 2, 3)
+    batch = noise.noise(clean, eps, positions)
+    low, high = (math.atan(sigma) * 2 / math.pi for sigma in (0.3, 500.0))
+    torch.testing.assert_close(batch.timesteps, torch.linspace(low, high, 1000))
+    angle = batch.timesteps.view(-1, 1, 1) * math.pi / 2
+    torch.testing.assert_close(batch.target, angle.cos() * eps - angle.sin() * clean)
+    torch.testing.assert_close(batch.noisy, angle.cos() * clean + angle.sin() * eps)
+
+
 def test_unsupported_training_setups_are_one_line_errors():
     from diffusers import EDMEulerScheduler
 

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiny_chroma import tiny_chroma, tiny_chroma_pipeline
-from tiny_flux2 import tiny_flux2, tiny_flux2_klein_pipeline
-from tiny_qwenimage import tiny_qwenimage, tiny_qwenimage_pipeline
 from tiny_cogview4 import tiny_cogview4, tiny_cogview4_pipeline
+from tiny_flux2 import tiny_flux2, tiny_flux2_klein_pipeline
 from tiny_hidream import tiny_hidream, tiny_hidream_pipeline
 from tiny_lumina2 import tiny_lumina2, tiny_lumina2_pipeline
+from tiny_qwenimage import tiny_qwenimage, tiny_qwenimage_pipeline
+from tiny_stable_audio import tiny_stable_audio, tiny_stable_audio_pipeline
 from tiny_transformers import (
     tiny_dit,
     tiny_dit_pipeline,
@@ -96,17 +97,26 @@ FAMILY_FIXTURES = {
         tiny_qwenimage,
         frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
         # prompts of two lengths: the batch is padded to the longer one and masked
-        {"qwenimage": PipelineFixture(tiny_qwenimage_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22"))},
+        {
+            "qwenimage": PipelineFixture(
+                tiny_qwenimage_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22")
+            )
+        },
     ),
     "chroma": FamilyFixture(  # blocks of both stacks are replaced in place: their modulation is read by slot
         tiny_chroma,
         frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
-        {"chroma": PipelineFixture(tiny_chroma_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22"))},
+        {
+            "chroma": PipelineFixture(
+                tiny_chroma_pipeline, 1.0, lambda sigma: sigma * 1000, prompts=("a 1", "the red 22")
+            )
+        },
     ),
     "flux2": FamilyFixture(  # single blocks hold no branch units: their parallel attention + MLP is the block
         tiny_flux2,
         frozenset({"joint_attention", "feed_forward", "context_feed_forward"}),
         {"flux2-klein": PipelineFixture(tiny_flux2_klein_pipeline, 1.0, lambda sigma: sigma * 1000)},
+    ),
     "lumina2": FamilyFixture(  # gated after the RMSNorms that follow attn and feed_forward
         tiny_lumina2,
         frozenset({"self_attention", "feed_forward"}),
@@ -122,5 +132,11 @@ FAMILY_FIXTURES = {
         tiny_hidream,
         frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"}),
         {"hidream": PipelineFixture(tiny_hidream_pipeline, to_diffprune_prediction=_negated)},
+    ),
+    "stable-audio": FamilyFixture(  # one stream: [global token; audio frames]
+        tiny_stable_audio,
+        frozenset({"self_attention", "cross_attention", "feed_forward"}),
+        # the pipeline passes atan(sigma) * 2 / pi, the training noise's own timestep (v-diffusion)
+        {"stable-audio": PipelineFixture(tiny_stable_audio_pipeline, prompts=("a dog", "rain 2"))},
     ),
 }

@@ -52,6 +52,7 @@ FAMILY_MODULES = (
     "lumina2",
     "cogview4",
     "hidream",
+    "stable_audio",
     "unsupported",
 )
 _loaded = False

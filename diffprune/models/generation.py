@@ -4,12 +4,13 @@ Every sample has its own seed and its own torch.Generator (on the CPU), so sampl
 drawn alone or in a batch of 64, on a CPU or a GPU: that is what makes "model A vs model B with the same seeds"
 a fair comparison. Families: text-to-image (Stable Diffusion style, prompts), class-conditional image (DiT: each
 "prompt" is a class label, a name from the pipeline's labels or an integer id), unconditional image (DDPM, DDIM,
-LDM, seeds only), audio diffusion (mel images plus audio), text-to-audio (AudioLDM, AudioLDM2; mel images are
-rendered from the audio so grids and FID work the same way for audio).
+LDM, seeds only), audio diffusion (mel images plus audio), text-to-audio (AudioLDM, AudioLDM2, Stable Audio in
+stereo; mel images are rendered from the audio, mixed to mono, so grids and FID work the same way for audio).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class GeneratedBatch:
     images: list  # PIL images; mel spectrograms for audio families
     seeds: list[int]
     prompts: list[str] | None = None
-    audios: list[np.ndarray] | None = None  # mono float waveforms
+    audios: list[np.ndarray] | None = None  # float waveforms: [samples] mono, or [samples, channels] (stereo)
     sample_rate: int | None = None
 
     def __len__(self) -> int:
@@ -214,9 +215,31 @@ def _call_pipeline(pipeline, family, prompts, generators, steps, guidance_scale)
     if "num_waveforms_per_prompt" in parameters:
         extra["num_waveforms_per_prompt"] = 1
     output = pipeline(prompt=prompts, generator=generators, num_inference_steps=steps, output_type="np", **extra)
-    audios = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in output.audios]
-    sample_rate = int(pipeline.vocoder.config.sampling_rate)
-    return [mel_image(audio, sample_rate) for audio in audios], audios, sample_rate
+    audios = [frames_by_channels(audio) for audio in output.audios]
+    sample_rate = audio_sample_rate(pipeline)
+    return [mel_image(mono(audio), sample_rate) for audio in audios], audios, sample_rate
+
+
+def audio_sample_rate(pipeline) -> int:
+    """The rate of a text-to-audio pipeline's waveforms: its vocoder's (AudioLDM, AudioLDM2), else its audio
+    autoencoder's (Stable Audio's Oobleck VAE decodes waveforms itself)."""
+    vocoder = getattr(pipeline, "vocoder", None)
+    return int((vocoder if vocoder is not None else pipeline.vae).config.sampling_rate)
+
+
+def frames_by_channels(audio) -> np.ndarray:
+    """A pipeline's waveform as float32 [samples] (mono) or [samples, channels] (WAV's layout), from [samples],
+    [1, samples] or [channels, samples] (Stable Audio: stereo)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2 and audio.shape[0] == 1:
+        return audio.reshape(-1)
+    return audio.T if audio.ndim == 2 else audio.reshape(-1)
+
+
+def mono(audio: np.ndarray) -> np.ndarray:
+    """[samples]: the mean over channels of a [samples, channels] waveform (what mel images and CLAP take)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio.mean(axis=1) if audio.ndim == 2 else audio.reshape(-1)
 
 
 @contextmanager
@@ -227,6 +250,10 @@ def _on_last_step(scheduler, action):
     step, calls = scheduler.step, [0]
     wrapper_before = scheduler.__dict__.get("step")  # an enclosing _on_last_step's wrapper, if any
 
+    # wraps: pipelines read step's signature to decide whether to pass `generator` and `eta`
+    # (prepare_extra_step_kwargs); a bare (*args, **kwargs) would hide them, and a stochastic sampler
+    # (Stable Audio's SDE DPM-Solver, Euler ancestral) would then draw unseeded step noise.
+    @functools.wraps(step)
     def wrapped_step(*args, **kwargs):
         output = step(*args, **kwargs)
         calls[0] += 1

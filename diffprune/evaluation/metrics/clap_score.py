@@ -13,6 +13,7 @@ from torchmetrics import Metric
 
 from diffprune.errors import DiffpruneError, first_line
 from diffprune.evaluation.metrics.clip_score import features_tensor, resolve_pretrained_location
+from diffprune.models.generation import mono
 
 DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
 UPDATE_CHUNK = 16
@@ -50,9 +51,7 @@ class CLAPScore(Metric):
         if len(audios) != len(prompts):
             raise DiffpruneError(f"CLAP score needs one prompt per clip (got {len(prompts)} for {len(audios)})")
         target_rate = int(self.processor.feature_extractor.sampling_rate)
-        clips = [
-            resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, target_rate) for audio in audios
-        ]
+        clips = [resample(mono(audio), sample_rate, target_rate) for audio in audios]  # CLAP hears one channel
         inputs = self.processor(
             text=list(prompts), audio=clips, sampling_rate=target_rate, return_tensors="pt", padding=True
         ).to(self.device)

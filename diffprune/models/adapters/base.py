@@ -57,13 +57,18 @@ class TaskAdapter(ABC):
     """
 
     def __init__(self, pipeline, settings: CalibrationSettings):
-        from diffprune.models.generation import pipeline_family
+        from diffprune.models.generation import AUDIO_DIFFUSION, TEXT_TO_AUDIO, pipeline_family
 
         self.pipeline = pipeline
         self.settings = settings
         self.denoiser = denoiser_of(pipeline)
         self.family = pipeline_family(pipeline)
         self.denoiser_family = family_of(self.denoiser)
+        if settings.images is not None and self.family in (AUDIO_DIFFUSION, TEXT_TO_AUDIO):
+            raise DiffpruneError(
+                f"training images cannot train {self.family} pipelines; leave out `images` (--images): the losses "
+                "and distillation train on the pipeline's own samples"
+            )
 
     @property
     def device(self) -> torch.device:
