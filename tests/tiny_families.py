@@ -12,6 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tiny_other_families import (
+    tiny_auraflow,
+    tiny_bria,
+    tiny_cogview3plus,
+    tiny_ernie_image,
+    tiny_glm_image,
+    tiny_hunyuanimage,
+    tiny_ideogram4,
+    tiny_krea2,
+    tiny_longcat_image,
+    tiny_ovis_image,
+)
 from tiny_transformers import (
     tiny_dit,
     tiny_dit_pipeline,
@@ -47,6 +59,9 @@ class FamilyFixture:
     pipelines: dict = field(default_factory=dict)  # {name: PipelineFixture}
 
 
+_MMDIT_BRANCHES = frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"})
+_SINGLE_STREAM_BRANCHES = frozenset({"self_attention", "feed_forward"})
+
 FAMILY_FIXTURES = {
     "pixart": FamilyFixture(
         tiny_pixart,
@@ -79,4 +94,20 @@ FAMILY_FIXTURES = {
         # guidance-distilled: guidance goes in through its embedding, one call per step
         {"flux": PipelineFixture(tiny_flux_pipeline, None, lambda sigma: sigma * 1000)},
     ),
+    # Families beyond the named ones (tiny_other_families.py): their pipeline calls are not declared yet (losses are
+    # refused), so they have no pipeline fixtures; ld-pruner calibrates through the pipeline's own call.
+    "auraflow": FamilyFixture(tiny_auraflow, _MMDIT_BRANCHES),
+    "bria": FamilyFixture(tiny_bria, _MMDIT_BRANCHES),
+    "longcat-image": FamilyFixture(tiny_longcat_image, _MMDIT_BRANCHES),
+    "ovis-image": FamilyFixture(tiny_ovis_image, _MMDIT_BRANCHES),
+    # single blocks' attention returns one output per stream, as the double blocks' does
+    "hunyuanimage": FamilyFixture(
+        tiny_hunyuanimage, frozenset({"joint_attention", "feed_forward", "context_feed_forward"})
+    ),
+    # one feed-forward runs over both streams
+    "cogview3plus": FamilyFixture(tiny_cogview3plus, frozenset({"joint_attention", "feed_forward"})),
+    "glm-image": FamilyFixture(tiny_glm_image, frozenset({"joint_attention", "feed_forward"})),
+    "krea2": FamilyFixture(tiny_krea2, _SINGLE_STREAM_BRANCHES),
+    "ernie-image": FamilyFixture(tiny_ernie_image, _SINGLE_STREAM_BRANCHES),
+    "ideogram4": FamilyFixture(tiny_ideogram4, _SINGLE_STREAM_BRANCHES),
 }

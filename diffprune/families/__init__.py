@@ -46,6 +46,16 @@ FAMILY_MODULES = (
     "sd3",
     "flux",
     "sana",
+    "auraflow",
+    "bria",
+    "longcat_image",
+    "ovis_image",
+    "cogview3plus",
+    "hunyuanimage",
+    "krea2",
+    "ernie_image",
+    "ideogram4",
+    "glm_image",
     "unsupported",
 )
 _loaded = False
