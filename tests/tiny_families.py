@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiny_other_families import (
+    tiny_ace_step,
     tiny_auraflow,
     tiny_bria,
+    tiny_bria_fibo,
     tiny_cogview3plus,
     tiny_ernie_image,
     tiny_glm_image,
@@ -22,7 +24,9 @@ from tiny_other_families import (
     tiny_ideogram4,
     tiny_krea2,
     tiny_longcat_image,
+    tiny_nucleusmoe_image,
     tiny_ovis_image,
+    tiny_z_image,
 )
 from tiny_transformers import (
     tiny_dit,
@@ -110,4 +114,12 @@ FAMILY_FIXTURES = {
     "krea2": FamilyFixture(tiny_krea2, _SINGLE_STREAM_BRANCHES),
     "ernie-image": FamilyFixture(tiny_ernie_image, _SINGLE_STREAM_BRANCHES),
     "ideogram4": FamilyFixture(tiny_ideogram4, _SINGLE_STREAM_BRANCHES),
+    # blocks cut in place: dense and expert feed-forwards sit at positions set by the block count
+    "nucleusmoe-image": FamilyFixture(tiny_nucleusmoe_image, _SINGLE_STREAM_BRANCHES),
+    # lists of per-sample latents and captions in, a list of predictions out; refiner blocks are not units
+    "z-image": FamilyFixture(tiny_z_image, _SINGLE_STREAM_BRANCHES),
+    # blocks cut in place: block i reads the text encoder's layer i of the last N the pipeline hands it
+    "bria-fibo": FamilyFixture(tiny_bria_fibo, _MMDIT_BRANCHES),
+    # audio; blocks alternate sliding-window and full attention by position (the cut rewrites layer_types)
+    "ace-step": FamilyFixture(tiny_ace_step, frozenset({"self_attention", "cross_attention", "feed_forward"})),
 }

@@ -5,7 +5,9 @@ by the family's own `example_inputs` at a tiny latent size, with a different tim
 
 import torch
 from diffusers import (
+    AceStepTransformer1DModel,
     AuraFlowTransformer2DModel,
+    BriaFiboTransformer2DModel,
     BriaTransformer2DModel,
     CogView3PlusTransformer2DModel,
     ErnieImageTransformer2DModel,
@@ -14,7 +16,9 @@ from diffusers import (
     Ideogram4Transformer2DModel,
     Krea2Transformer2DModel,
     LongCatImageTransformer2DModel,
+    NucleusMoEImageTransformer2DModel,
     OvisImageTransformer2DModel,
+    ZImageTransformer2DModel,
 )
 from tiny_transformers import BATCH, TEXT_DIM, TEXT_TOKENS
 
@@ -23,15 +27,15 @@ from diffprune.families import example_inputs
 LATENT = 8  # latent side: 4x4 packed tokens or 4x4 patches of 2x2
 
 
-def _with_inputs(model, latent_size=LATENT, timesteps=(0.2, 0.7)):
+def _with_inputs(model, latent_size=LATENT, timesteps=(0.2, 0.7), timestep_key="timestep"):
     """(model, inputs(generator)): the family's example call at a tiny size, a different timestep per sample in the
     model's own scale (integer-like where the example passes integers)."""
 
     def inputs(generator):
         drawn = example_inputs(model, BATCH, TEXT_TOKENS, latent_size, generator)
-        example = drawn["timestep"]
+        example = drawn[timestep_key]
         scale = 1000 if example.max() > 1 else 1
-        drawn["timestep"] = (torch.tensor(timesteps) * scale).to(example.dtype)
+        drawn[timestep_key] = (torch.tensor(timesteps) * scale).to(example.dtype)
         return drawn
 
     return model, inputs
@@ -191,3 +195,76 @@ def tiny_glm_image():
         prior_vq_quantizer_codebook_size=32,
     )
     return _with_inputs(model)
+
+
+def tiny_nucleusmoe_image(num_layers: int = 6):
+    """Blocks 3 and 4 are mixtures of experts (the default strategy keeps the first three and the last dense)."""
+    model = NucleusMoEImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,
+        num_layers=num_layers,
+        attention_head_dim=16,
+        num_attention_heads=3,  # width 48: the dense feed-forward's width rounds down to a multiple of 128
+        joint_attention_dim=12,  # not the width: the per-block text projection changes shape
+        axes_dims_rope=(4, 6, 6),
+        num_experts=4,
+        moe_intermediate_dim=16,
+        capacity_factors=2.0,  # expert-choice routing: each expert takes half the tokens
+    )
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # the experts' weights are allocated uninitialised (a checkpoint fills them)
+        for name, parameter in model.named_parameters():
+            if ".experts." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return _with_inputs(_randomize_zero_init(model))
+
+
+def tiny_z_image():
+    """Two refiner blocks per refiner (one count for both) and three main blocks."""
+    model = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=4,
+        dim=16,
+        n_layers=3,
+        n_refiner_layers=2,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=TEXT_DIM,
+        axes_dims=[2, 2, 4],
+        axes_lens=[64, 16, 16],
+    )
+    return _with_inputs(_randomize_zero_init(model), timestep_key="t")
+
+
+def tiny_bria_fibo():
+    model = BriaFiboTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=3,
+        num_single_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=TEXT_DIM,
+        axes_dims_rope=[2, 2, 4],
+        text_encoder_dim=12,
+    )
+    return _with_inputs(model)
+
+
+def tiny_ace_step():
+    """Four blocks: sliding-window (1 frame each way), full, sliding, full self-attention."""
+    model = AceStepTransformer1DModel(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        in_channels=12,
+        audio_acoustic_hidden_dim=4,
+        patch_size=2,
+        sliding_window=1,
+        encoder_hidden_size=TEXT_DIM,
+    )
+    return _with_inputs(model, latent_size=12)  # 12 latent frames: 6 tokens after patching

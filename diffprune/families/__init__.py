@@ -56,6 +56,10 @@ FAMILY_MODULES = (
     "ernie_image",
     "ideogram4",
     "glm_image",
+    "nucleusmoe_image",
+    "z_image",
+    "bria_fibo",
+    "ace_step",
     "unsupported",
 )
 _loaded = False
