@@ -17,6 +17,22 @@ from tiny_cogview4 import tiny_cogview4, tiny_cogview4_pipeline
 from tiny_flux2 import tiny_flux2, tiny_flux2_klein_pipeline
 from tiny_hidream import tiny_hidream, tiny_hidream_pipeline
 from tiny_lumina2 import tiny_lumina2, tiny_lumina2_pipeline
+from tiny_other_families import (
+    tiny_ace_step,
+    tiny_auraflow,
+    tiny_bria,
+    tiny_bria_fibo,
+    tiny_cogview3plus,
+    tiny_ernie_image,
+    tiny_glm_image,
+    tiny_hunyuanimage,
+    tiny_ideogram4,
+    tiny_krea2,
+    tiny_longcat_image,
+    tiny_nucleusmoe_image,
+    tiny_ovis_image,
+    tiny_z_image,
+)
 from tiny_qwenimage import tiny_qwenimage, tiny_qwenimage_pipeline
 from tiny_stable_audio import tiny_stable_audio, tiny_stable_audio_pipeline
 from tiny_transformers import (
@@ -60,6 +76,9 @@ class FamilyFixture:
     branch_kinds: frozenset  # kinds of the branch units inside its blocks
     pipelines: dict = field(default_factory=dict)  # {name: PipelineFixture}
 
+
+_MMDIT_BRANCHES = frozenset({"joint_attention", "self_attention", "feed_forward", "context_feed_forward"})
+_SINGLE_STREAM_BRANCHES = frozenset({"self_attention", "feed_forward"})
 
 FAMILY_FIXTURES = {
     "pixart": FamilyFixture(
@@ -139,4 +158,28 @@ FAMILY_FIXTURES = {
         # the pipeline passes atan(sigma) * 2 / pi, the training noise's own timestep (v-diffusion)
         {"stable-audio": PipelineFixture(tiny_stable_audio_pipeline, prompts=("a dog", "rain 2"))},
     ),
+    # Families beyond the named ones (tiny_other_families.py): their pipeline calls are not declared yet (losses are
+    # refused), so they have no pipeline fixtures; ld-pruner calibrates through the pipeline's own call.
+    "auraflow": FamilyFixture(tiny_auraflow, _MMDIT_BRANCHES),
+    "bria": FamilyFixture(tiny_bria, _MMDIT_BRANCHES),
+    "longcat-image": FamilyFixture(tiny_longcat_image, _MMDIT_BRANCHES),
+    "ovis-image": FamilyFixture(tiny_ovis_image, _MMDIT_BRANCHES),
+    # single blocks' attention returns one output per stream, as the double blocks' does
+    "hunyuanimage": FamilyFixture(
+        tiny_hunyuanimage, frozenset({"joint_attention", "feed_forward", "context_feed_forward"})
+    ),
+    # one feed-forward runs over both streams
+    "cogview3plus": FamilyFixture(tiny_cogview3plus, frozenset({"joint_attention", "feed_forward"})),
+    "glm-image": FamilyFixture(tiny_glm_image, frozenset({"joint_attention", "feed_forward"})),
+    "krea2": FamilyFixture(tiny_krea2, _SINGLE_STREAM_BRANCHES),
+    "ernie-image": FamilyFixture(tiny_ernie_image, _SINGLE_STREAM_BRANCHES),
+    "ideogram4": FamilyFixture(tiny_ideogram4, _SINGLE_STREAM_BRANCHES),
+    # blocks cut in place: dense and expert feed-forwards sit at positions set by the block count
+    "nucleusmoe-image": FamilyFixture(tiny_nucleusmoe_image, _SINGLE_STREAM_BRANCHES),
+    # lists of per-sample latents and captions in, a list of predictions out; refiner blocks are not units
+    "z-image": FamilyFixture(tiny_z_image, _SINGLE_STREAM_BRANCHES),
+    # blocks cut in place: block i reads the text encoder's layer i of the last N the pipeline hands it
+    "bria-fibo": FamilyFixture(tiny_bria_fibo, _MMDIT_BRANCHES),
+    # audio; blocks alternate sliding-window and full attention by position (the cut rewrites layer_types)
+    "ace-step": FamilyFixture(tiny_ace_step, frozenset({"self_attention", "cross_attention", "feed_forward"})),
 }

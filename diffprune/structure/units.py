@@ -201,6 +201,7 @@ def _transformer_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
     """A diffusion transformer's units: the removable blocks of its stacks (cut by depth or in place, as the
     stack says), and in every block (removable or not) the branches whose bypass keeps shapes (in place)."""
     removable = removable_blocks(model)
+    fixed = family.fixed_blocks(model)
     parents = []  # (block path, stack, path of the module holding its branches)
     for stack in family.stacks:
         for index in range(len(getattr(model, stack.attribute))):
@@ -222,7 +223,7 @@ def _transformer_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
             continue
         for leaf, child in model.get_submodule(parent).named_children():
             name = f"{parent}.{leaf}"
-            if _is_norm(child) or not _has_params(child) or name not in branches:
+            if _is_norm(child) or not _has_params(child) or name not in branches or name in fixed:
                 continue
             in_shape, out_shape, streams = branches[name]
             if in_shape != out_shape:
