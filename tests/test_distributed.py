@@ -35,7 +35,7 @@ def launch_two_processes(script: str, *arguments: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
+@pytest.mark.parametrize("method", ["ld-pruner", "ld-pruner-adaptive", "output-loss"])
 def test_two_process_scoring_matches_one_process(tmp_path, method):
     output = tmp_path / "scores.json"
     launch_two_processes("distributed_scoring.py", method, str(output))
