@@ -75,7 +75,7 @@ def score_round(pipeline, dtype, calibration, variants_per_batch: int) -> dict:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    scores = get_criterion("ld-pruner").score(context, units, [], 0)  # includes the original's latents
+    scores = get_criterion("ld-pruner", allocation="exhaustive").score(context, units, [], 0)  # with the reference
     seconds = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {"scores": scores, "seconds": seconds, "units": units, "peak_gib": peak}

@@ -14,15 +14,24 @@ from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
 from diffprune.criteria.score_store import ScoreStore  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
+from diffprune.pruning.selection import Budget  # noqa: E402
+from diffprune.structure.costs import count_macs  # noqa: E402
 from diffprune.structure.units import find_units  # noqa: E402
 
 
 def score(method: str, store_path: str | None) -> dict:
+    """`method` is a criterion name; "ld-pruner-adaptive" is LD-Pruner's adaptive allocation at 0.7 of the MACs
+    (the processes share the candidates and agree on which get more samples)."""
     torch.set_num_threads(1)
     pipeline = tiny_ddpm_pipeline()
-    adapter = adapter_for(pipeline, CalibrationSettings(num_samples=4, num_inference_steps=3, show_progress=False))
+    adaptive = method == "ld-pruner-adaptive"
+    calibration = CalibrationSettings(num_samples=12 if adaptive else 4, num_inference_steps=3, show_progress=False)
+    adapter = adapter_for(pipeline, calibration)
     units = find_units(pipeline.unet)
     context = ScoringContext(adapter, units, ScoreStore(store_path, {"method": method}), show_progress=False)
+    if adaptive:
+        context.budget, context.total_costs = Budget(keep_macs=0.7), {"macs": count_macs(pipeline.unet)}
+        return get_criterion("ld-pruner", allocation="adaptive").score(context, units, [], 0)
     return get_criterion(method).score(context, units, [], 0)
 
 

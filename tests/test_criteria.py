@@ -47,7 +47,10 @@ def test_one_name_per_criterion_across_key_module_and_class(name):
 
 
 def test_settings_record_what_changes_scores_and_not_batching():
-    assert get_criterion("ld-pruner", variants_per_batch=2).settings() == {"statistic": "distribution"}
+    assert get_criterion("ld-pruner", variants_per_batch=2).settings() == {
+        "statistic": "distribution",
+        "allocation": "adaptive",
+    }
     assert "checkpoint_every" not in get_criterion("gradflow").settings()
     assert get_criterion("random", seed=4).settings() == {"seed": 4}
 

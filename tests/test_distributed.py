@@ -15,7 +15,7 @@ def run_two_processes(script: str, *arguments: str, log_dir: Path):
     return launched
 
 
-@pytest.mark.parametrize("method", ["ld-pruner", "output-loss"])
+@pytest.mark.parametrize("method", ["ld-pruner", "ld-pruner-adaptive", "output-loss"])
 def test_two_process_scoring_matches_one_process(tmp_path, method):
     output = tmp_path / "scores.json"
     launched = run_two_processes("distributed_scoring.py", method, str(output), log_dir=tmp_path / "logs")

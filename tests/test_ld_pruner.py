@@ -88,6 +88,99 @@ def test_paired_statistic_scores_zero_effect_units_zero_and_is_recorded_in_the_s
     zero = scores.pop("down_blocks.0.resnets.1")
     assert zero == pytest.approx(0, abs=1e-4)  # float rounding: reference and variants run at other batch sizes
     assert min(scores.values()) > 100 * max(zero, 1e-9)
-    assert criterion.settings() == {"statistic": "paired"}
+    assert criterion.settings() == {"statistic": "paired", "allocation": "adaptive"}
     with pytest.raises(DiffpruneError, match="statistic"):
         get_criterion("ld-pruner", statistic="median")
+
+
+# -- adaptive allocation ------------------------------------------------------------------------------
+
+
+def _prune_ldp(pipeline, allocation, budget, work_dir=None, **calibration):
+    from diffprune.criteria import LDPruner
+    from diffprune.pruning.prune import prune
+
+    settings = CalibrationSettings(**{**SETTINGS, **calibration})
+    return prune(
+        pipeline,
+        LDPruner(allocation=allocation),
+        budget,
+        calibration=settings,
+        show_progress=False,
+        work_dir=work_dir,
+        variants_per_batch=3,
+    )
+
+
+def _round_cost(result):
+    return result.report["scoring"]["ld_pruner_rounds"]["0"]
+
+
+def test_adaptive_selects_as_exhaustive_on_a_clear_budget_line_with_fewer_denoiser_calls():
+    from diffprune.pruning.selection import Budget
+
+    pipeline = tiny_ddpm_pipeline()
+    zero = ["down_blocks.0.resnets.0", "down_blocks.0.resnets.1", "down_blocks.1.resnets.1"]
+    for name in zero:
+        make_zero_effect(pipeline.unet, name)
+    steps, samples = 2, 16
+    adaptive = _prune_ldp(pipeline, "adaptive", Budget(num_units=3), num_samples=samples, num_inference_steps=steps)
+    exhaustive = _prune_ldp(pipeline, "exhaustive", Budget(num_units=3), num_samples=samples, num_inference_steps=steps)
+    assert sorted(adaptive.removed) == sorted(exhaustive.removed) == sorted(zero)
+    spent, full = _round_cost(adaptive), _round_cost(exhaustive)
+    units = len(adaptive.report["units"])
+    # DDPM without guidance: one denoiser evaluation per sample and step, counted at the denoiser
+    assert full["denoiser_evaluations"] == full["exhaustive_denoiser_evaluations"] == units * samples * steps
+    assert spent["exhaustive_denoiser_evaluations"] == full["denoiser_evaluations"]
+    assert spent["denoiser_evaluations"] == steps * sum(spent["samples_per_candidate"].values())
+    assert spent["denoiser_evaluations"] < full["denoiser_evaluations"] / 2
+
+
+def test_adaptive_scores_at_full_samples_equal_exhaustive_scores():
+    from diffprune.pruning.selection import Budget
+
+    pipeline = tiny_sd_pipeline()
+    extra = dict(num_samples=3, prompts=["a 1", "a 2"])  # 3 samples: every candidate starts with all of them
+    adaptive = _prune_ldp(pipeline, "adaptive", Budget(keep_macs=0.7), **extra)
+    exhaustive = _prune_ldp(pipeline, "exhaustive", Budget(keep_macs=0.7), **extra)
+    assert set(_round_cost(adaptive)["samples_per_candidate"].values()) == {3}
+    # equal up to float rounding: the candidates share batches of other sizes
+    assert adaptive.scores == pytest.approx(exhaustive.scores, rel=1e-4, abs=1e-6)
+    assert adaptive.removed == exhaustive.removed
+
+
+def test_an_interrupted_adaptive_round_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from diffprune.models.adapters.base import TaskAdapter
+    from diffprune.pruning.selection import Budget
+
+    arguments = dict(num_samples=12, num_inference_steps=2, max_batch=8)
+    uninterrupted = _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), **arguments)
+    original = TaskAdapter.final_latents
+    calls = {"count": 0}
+
+    def generate_then_interrupt(self, variants=1, description=None, samples=None):
+        calls["count"] += 1
+        if calls["count"] == 4:  # the reference, then two batches of candidates
+            raise KeyboardInterrupt
+        return original(self, variants, description, samples)
+
+    monkeypatch.setattr(TaskAdapter, "final_latents", generate_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
+    monkeypatch.setattr(TaskAdapter, "final_latents", original)
+    assert len(list((tmp_path / "ld-pruner-samples" / "round-0").glob("*.safetensors"))) == 2
+    resumed = _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
+    assert resumed.removed == uninterrupted.removed
+    assert resumed.scores == pytest.approx(uninterrupted.scores)
+    cost, first = _round_cost(resumed), _round_cost(uninterrupted)
+    assert cost["samples_resumed"] > 0
+    assert cost["samples_per_candidate"] == first["samples_per_candidate"]
+    assert cost["denoiser_evaluations"] < first["denoiser_evaluations"]
+
+
+def test_allocation_is_an_option_that_changes_the_settings():
+    criterion = get_criterion("ld-pruner", allocation="exhaustive")
+    assert criterion.settings() == {"statistic": "distribution", "allocation": "exhaustive"}
+    assert not criterion.uses_budget and get_criterion("ld-pruner").uses_budget
+    with pytest.raises(DiffpruneError, match="allocation"):
+        get_criterion("ld-pruner", allocation="sometimes")

@@ -51,7 +51,8 @@ def test_progressive_rounds_rescore_what_is_left():
 
 
 def test_interrupted_scoring_resumes_to_the_same_result(tmp_path, monkeypatch):
-    uninterrupted = _prune(tiny_ddpm_pipeline(), keep_macs=0.7, variants_per_batch=3)
+    exhaustive = get_criterion("ld-pruner", allocation="exhaustive")  # scores stored group by group
+    uninterrupted = _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3)
     original_put = ScoreStore.put_many
     calls = {"count": 0}
 
@@ -63,11 +64,11 @@ def test_interrupted_scoring_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ScoreStore, "put_many", put_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        _prune(tiny_ddpm_pipeline(), keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
+        _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
     monkeypatch.setattr(ScoreStore, "put_many", original_put)
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert len(saved["rounds"]["0"]) == 6, "two groups of three were stored before the interrupt"
-    resumed = _prune(tiny_ddpm_pipeline(), keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
+    resumed = _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
     assert resumed.removed == uninterrupted.removed
     assert resumed.scores == pytest.approx(uninterrupted.scores)
 

@@ -160,3 +160,10 @@ def print_summary(report: dict) -> None:
     name = report.get("denoiser", {}).get("class", "UNet")
     print(f"{name} params: {before['params']:,} -> {after['params']:,} ({after['params'] / before['params']:.1%})")
     print(f"{name} MACs:   {before['macs']:,} -> {after['macs']:,} ({after['macs'] / before['macs']:.1%})")
+    for round_index, cost in report.get("scoring", {}).get("ld_pruner_rounds", {}).items():
+        if cost.get("exhaustive_denoiser_evaluations"):
+            print(
+                f"LD-Pruner round {int(round_index) + 1} ({cost['allocation']}): {cost['denoiser_evaluations']:,} "
+                f"denoiser evaluations of {cost['exhaustive_denoiser_evaluations']:,} exhaustive "
+                f"({cost['fraction_of_exhaustive']:.0%}), {cost['seconds']:.0f} s"
+            )

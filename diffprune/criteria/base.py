@@ -32,7 +32,25 @@ class ScoringContext:
     variants_per_batch: int = 8
     budget: object = None  # selection.Budget; criteria that prune softly (gradient flow) aim at it
     total_costs: dict = field(default_factory=dict)  # {"macs": ..., "params": ...} of the original
+    ranking: str = "score"  # selection.RANKINGS: how the scores are turned into a selection
+    rounds: int = 1  # progressive pruning: round r selects (r + 1) / rounds of the budget
     cache: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)  # what scoring cost (denoiser calls, time); in the prune report
+
+    def select(self, scores: dict[str, float], removed: list[Unit], round_index: int) -> list[Unit]:
+        """The units this round's selection removes given `scores` (besides `removed`): what prune() does with
+        the scores, so criteria that allocate work by the budget line (LD-Pruner's adaptive samples) see it."""
+        from diffprune.pruning.selection import select_units
+
+        return select_units(
+            self.units,
+            scores,
+            self.budget,
+            self.total_costs[self.budget.cost],
+            removed,
+            target_fraction_removed=(round_index + 1) / self.rounds,
+            ranking=self.ranking,
+        )
 
     @property
     def denoiser(self):

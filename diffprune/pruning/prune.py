@@ -139,7 +139,8 @@ def prune(
         "budget": budget.__dict__ if scores_depend_on_budget else None,
         "rounds": rounds,
         "candidates": [u.name for u in units] if unit_filter else None,
-        "ranking": ranking if rounds > 1 else None,  # later rounds are scored after earlier selections
+        # later rounds are scored after earlier selections; budget-aware criteria aim at the selection
+        "ranking": ranking if scores_depend_on_budget else None,
         "calibration": calibration.as_dict(),
         "model_fingerprint": _fingerprint(unet),
         "scoring_dtype": str(placement_of(unet).dtype).removeprefix("torch."),
@@ -153,6 +154,8 @@ def prune(
         variants_per_batch=variants_per_batch,
         budget=budget,
         total_costs=totals_before,
+        ranking=ranking,
+        rounds=rounds,
     )
 
     removed, latest_scores, score_rounds = [], {}, {}
@@ -161,15 +164,7 @@ def prune(
         scores = criterion.score(context, candidates, removed, round_index)
         latest_scores.update(scores)
         score_rounds.update(dict.fromkeys(scores, round_index))
-        removed += select_units(
-            units,
-            scores,
-            budget,
-            totals_before[budget.cost],
-            removed,
-            target_fraction_removed=(round_index + 1) / rounds,
-            ranking=ranking,
-        )
+        removed += context.select(scores, removed, round_index)
 
     # The cut comes from the input's own weights (so its precision), or from the trained copy that criteria
     # which train weights jointly (gradflow with train_weights) leave, brought back to the input's precision.
@@ -195,6 +190,7 @@ def prune(
         "budget": budget.describe(),
         "budget_settings": budget.__dict__,
         "ranking": ranking,
+        "scoring": context.report,
         "totals_before": totals_before,
         "totals_after": totals_after,
         "kept_fraction": {key: totals_after[key] / totals_before[key] for key in totals_before},

@@ -90,20 +90,26 @@ class TaskAdapter(ABC):
     def seeds(self) -> list[int]:
         return [self.settings.seed + index for index in range(self.settings.num_samples)]
 
-    def chunks(self, variants: int) -> list[tuple[int, int]]:
-        """Sample ranges so that samples x variants stays within max_batch."""
+    def chunks(self, variants: int, samples: range | None = None) -> list[tuple[int, int]]:
+        """Ranges of `samples` (default: all) so that samples x variants stays within max_batch."""
+        samples = range(self.settings.num_samples) if samples is None else samples
         per_chunk = max(1, self.settings.max_batch // variants)
-        total = self.settings.num_samples
-        return [(start, min(start + per_chunk, total)) for start in range(0, total, per_chunk)]
+        return [
+            (start, min(start + per_chunk, samples.stop)) for start in range(samples.start, samples.stop, per_chunk)
+        ]
 
-    def final_latents(self, variants: int = 1, description: str | None = None) -> torch.Tensor:
-        """[num_samples, variants, ...]: every variant starts from the same noise for the same sample.
+    def final_latents(
+        self, variants: int = 1, description: str | None = None, samples: range | None = None
+    ) -> torch.Tensor:
+        """[len(samples), variants, ...] for calibration samples `samples` (default: all, 0..num_samples-1):
+        every variant starts from the same noise for the same sample, and sample j is the same whichever range
+        it is drawn in (its own seed and prompt), so a range drawn later extends an earlier one exactly.
 
         Callers install gates with `variants` values per unit; the batch is laid out sample-major
         (sample j, variant v at j * variants + v), which is how the gates tile their values.
         """
         outputs = []
-        chunks = self.chunks(variants)
+        chunks = self.chunks(variants, samples)
         progress = tqdm(
             chunks, desc=description, disable=not (description and self.settings.show_progress), leave=False
         )
