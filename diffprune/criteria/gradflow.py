@@ -31,10 +31,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
+from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objective, guided_objective
+from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
 from diffprune.pruning.selection import Budget, select_units, unit_cost
 from diffprune.structure.gates import gated, removal_values
+
+MARKING_RULES = ("gradient-flow", "mask")
 
 
 def exclusive_costs(units, cost: str) -> torch.Tensor:
@@ -61,6 +65,9 @@ class GradFlow(Criterion):
     splits_across_processes: ClassVar[bool] = False  # one joint optimisation over all masks
     uses_budget: ClassVar[bool] = True
 
+    objective: str = GUIDED
+    direction_weight: float = 1.0
+    marking: str = "gradient-flow"
     steps: int = 60
     stages: int = 3
     learning_rate: float = 0.05
@@ -71,14 +78,31 @@ class GradFlow(Criterion):
     weight_learning_rate: float = 1e-5
     checkpoint_every: int = field(default=10, metadata=SCORE_NEUTRAL)
 
+    def __post_init__(self):
+        check_objective(self.objective)
+        if self.marking not in MARKING_RULES:
+            raise DiffpruneError(f"unknown marking rule {self.marking!r}; choose one of {', '.join(MARKING_RULES)}")
+
     # -- the energy -------------------------------------------------------------------------------
+    def _loss(self, context, unet, batch) -> torch.Tensor:
+        """The objective on one batch: (clean latents, indices, generator) for the denoising loss, a tensor of
+        trajectory pairs for the guided objective."""
+        if self.objective == DENOISING_LOSS:
+            clean, indices, generator = batch
+            return context.adapter.denoising_loss(unet, clean, indices, generator)
+        return self._guided.loss(unet, batch)
+
+    def _batches(self, context, count: int, round_index: int) -> list:
+        if self.objective == DENOISING_LOSS:
+            return list(context.loss_batches(count, self.batch_size, seed=round_index))
+        return self._guided.pair_batches(count, self.batch_size, seed=round_index)
+
     def _expected_cost_fraction(self, masks, units, cost: str, total: float) -> torch.Tensor:
         effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
         return (total - (self._exclusive * (1 - effective)).sum()) / total
 
     def _energy(self, context, unet, masks, batch, units, budget, total):
-        clean, indices, generator = batch
-        loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+        loss = self._loss(context, unet, batch)
         if budget.num_units is not None:
             return loss, loss
         excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
@@ -89,8 +113,8 @@ class GradFlow(Criterion):
         """|m_u * dG/dm_u| for every unit: the estimated change of the gradient norm if m_u went to 0."""
         total = torch.zeros(masks.shape[0], dtype=torch.float64)
         with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
-            for clean, indices, generator in batches:
-                loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+            for batch in batches:
+                loss = self._loss(context, unet, batch)
                 (gradient,) = torch.autograd.grad(loss, masks, create_graph=True)
                 norm = gradient[free].square().sum()
                 (flow,) = torch.autograd.grad(norm, masks)
@@ -112,6 +136,8 @@ class GradFlow(Criterion):
         candidates = [index[u.name] for u in pending]
 
         unet = context.denoiser
+        if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
+            self._guided = guided_objective(context, self.direction_weight)
         if self.train_weights:
             unet = copy.deepcopy(unet).train().requires_grad_(True)  # every weight trains, however the input was
             context.cache["trained_unet"] = unet
@@ -135,9 +161,11 @@ class GradFlow(Criterion):
         marked: dict[str, int] = state["marked"]  # unit name -> step at which it was marked
         area = torch.tensor(state["area"], dtype=torch.float64)  # running sum of each mask over the steps
         flow_at_marking: dict[str, float] = state["flow_at_marking"]
-        stage_steps = [stage * self.steps // self.stages for stage in range(self.stages)]
-        decay_steps = max(1, self.steps // self.stages)
-        batches = list(context.loss_batches(self.steps + self.criterion_batches, self.batch_size, seed=round_index))
+        # Stage k marks at step (k + 1) T / (K + 1): the first T / (K + 1) steps are a warm-up in which the masks
+        # move under the budget, since a teacher-relative energy has zero gradient (and so no flow) at masks = 1.
+        stage_steps = [(stage + 1) * self.steps // (self.stages + 1) for stage in range(self.stages)]
+        decay_steps = max(1, self.steps // (self.stages + 1))
+        batches = self._batches(context, self.steps + self.criterion_batches, round_index)
 
         with gated(unet, units, masks):
             progress = tqdm(range(state["step"], self.steps), desc="gradflow", disable=not context.show_progress)
@@ -145,7 +173,10 @@ class GradFlow(Criterion):
                 if step in stage_steps:
                     stage = stage_steps.index(step)
                     free = [i for i in candidates if units[i].name not in marked]
-                    flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
+                    if self.marking == "gradient-flow":
+                        flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
+                    else:  # "mask": the masks the budget pushed lowest against the energy go first
+                        flow = masks.detach().double().cpu()
                     already = [units[index[name]] for name in marked] + list(removed)
                     newly = select_units(
                         [units[i] for i in candidates] + list(removed),

@@ -19,6 +19,10 @@ class ClassConditionalAdapter(TextConditionedAdapter):
 
         return {"class_labels": torch.tensor(class_ids(self.pipeline, prompts), device=self.device)}
 
+    def encode_negative(self) -> dict[str, torch.Tensor]:
+        """DiTPipeline's guidance pairs every label with class 1000, the null class of its label dropout."""
+        return {"class_labels": torch.tensor([1000], device=self.device)}
+
     def predict(self, model, noisy, timesteps, conditioning) -> torch.Tensor:
         timesteps = timesteps.expand(noisy.shape[0]) if timesteps.ndim < 1 or len(timesteps) == 1 else timesteps
         prediction = model(noisy, timestep=timesteps, class_labels=conditioning["class_labels"]).sample

@@ -23,18 +23,38 @@ class TextConditionedAdapter(TaskAdapter):
             prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
         self._encoded: dict[int, dict[str, torch.Tensor]] = {}
+        self._encoded_negative: dict[str, dict[str, torch.Tensor] | None] = {}
 
     def prompts_for(self, sample_indices) -> list[str]:
         return [self.prompts[i] for i in sample_indices]
 
     def encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """The denoiser's text inputs for these prompts, without guidance (the training-time conditioning)."""
+        self._check_one_text_encoder()
+        embeddings = self.pipeline.encode_prompt(prompts, self.device, 1, do_classifier_free_guidance=False)[0]
+        return {"encoder_hidden_states": embeddings}
+
+    def _check_one_text_encoder(self) -> None:
         if getattr(self.pipeline, "text_encoder_2", None) is not None:
             raise DiffpruneError(
                 "loss-based criteria and distillation do not support SDXL's two text encoders yet; use ld-pruner"
             )
-        embeddings = self.pipeline.encode_prompt(prompts, self.device, 1, do_classifier_free_guidance=False)[0]
+
+    def encode_negative(self) -> dict[str, torch.Tensor] | None:
+        """The denoiser's inputs for the negative prompt the pipeline's guidance uses by default (""), one row."""
+        self._check_one_text_encoder()
+        embeddings = self.pipeline.encode_prompt([""], self.device, 1, do_classifier_free_guidance=True)[1]
         return {"encoder_hidden_states": embeddings}
+
+    def unconditional_conditioning(self, sample_indices) -> dict | None:
+        if "negative" not in self._encoded_negative:
+            with torch.no_grad():
+                self._encoded_negative["negative"] = self.encode_negative()
+        negative = self._encoded_negative["negative"]
+        if negative is None:
+            return None
+        count = len(sample_indices)
+        return {key: value[:1].expand(count, *value.shape[1:]) for key, value in negative.items()}
 
     def conditioning(self, sample_indices) -> dict:
         """The denoiser's conditioning for these calibration samples, encoded once per sample."""

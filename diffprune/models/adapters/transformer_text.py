@@ -70,6 +70,22 @@ class TransformerTextAdapter(TextConditionedAdapter):
         )
         return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask}
 
+    def encode_negative(self) -> dict[str, torch.Tensor] | None:
+        """The pipeline's own encoding of its default negative prompt (Sana's without the complex human
+        instruction, as its pipeline does); None for FLUX, which is guidance-distilled (no unconditional half)."""
+        pipeline, device, family = self.pipeline, self.device, self.transformer_family
+        if family == "Flux":
+            return None
+        if family == "SD3":
+            defaults = call_defaults(pipeline, ("max_sequence_length", "clip_skip"))
+            _, negative, _, pooled = pipeline.encode_prompt(
+                [""], None, None, device=device, do_classifier_free_guidance=True, **defaults
+            )
+            return {"encoder_hidden_states": negative, "pooled_projections": pooled}
+        defaults = call_defaults(pipeline, ("max_sequence_length", "complex_human_instruction", "clean_caption"))
+        _, _, negative, mask = pipeline.encode_prompt([""], do_classifier_free_guidance=True, device=device, **defaults)
+        return {"encoder_hidden_states": negative, "encoder_attention_mask": mask}
+
     def predict(self, model, noisy, timesteps, conditioning) -> torch.Tensor:
         """Config flags are read off the pipeline's own transformer: `model` may be a cut or a wrapped copy."""
         family = self.transformer_family
