@@ -36,9 +36,9 @@ from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
 from diffprune.pruning.selection import Budget, select_units, unit_cost
-from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.gates import gated, removal_values, variant_values
 
-MARKING_RULES = ("gradient-flow", "mask")
+MARKING_RULES = ("gradient-flow", "energy", "mask")
 
 
 def exclusive_costs(units, cost: str) -> torch.Tensor:
@@ -92,6 +92,16 @@ class GradFlow(Criterion):
             return context.adapter.denoising_loss(unet, clean, indices, generator)
         return self._guided.loss(unet, batch)
 
+    def _same_noise_loss(self, context, unet, batch) -> torch.Tensor:
+        """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
+        sees the same noise and timesteps)."""
+        if self.objective != DENOISING_LOSS:
+            return self._loss(context, unet, batch)
+        state = batch[2].get_state()
+        loss = self._loss(context, unet, batch)
+        batch[2].set_state(state)
+        return loss
+
     def _batches(self, context, count: int, round_index: int) -> list:
         if self.objective == DENOISING_LOSS:
             return list(context.loss_batches(count, self.batch_size, seed=round_index))
@@ -120,6 +130,27 @@ class GradFlow(Criterion):
                 (flow,) = torch.autograd.grad(norm, masks)
                 total += (masks.detach() * flow).double().cpu()
         return (total / max(len(batches), 1)).abs()
+
+    def removal_energy_scores(self, context, unet, units, free: list[int], batches) -> torch.Tensor:
+        """L(m with m_u = 0) - L(m) for every free unit u at the current masks (exact, forward passes only): a
+        second set of gates with one variant per unit multiplies the masks (gates compose by product)."""
+        scores = torch.zeros(len(units), dtype=torch.float64)
+        per_call = context.variants_per_batch
+        with torch.no_grad():
+            current = sum(float(self._same_noise_loss(context, unet, batch)) for batch in batches) / len(batches)
+            for start in range(0, len(free), per_call):
+                group = free[start : start + per_call]
+                if self.objective == GUIDED:
+                    with gated(unet, units, variant_values(units, [{units[i].name} for i in group])):
+                        losses = sum(self._guided.errors(unet, batch, len(group)).double().mean(0) for batch in batches)
+                else:  # the denoising loss draws its own noise per call: one variant at a time
+                    losses = []
+                    for i in group:
+                        with gated(unet, units, removal_values(units, {units[i].name})):
+                            losses.append(sum(float(self._same_noise_loss(context, unet, b)) for b in batches))
+                    losses = torch.tensor(losses, dtype=torch.float64)
+                scores[group] = losses.cpu() / len(batches) - current
+        return scores.abs()
 
     # -- the progressive soft pruning -----------------------------------------------------------
     def score_pending(self, context, pending, removed, round_index) -> None:
@@ -173,8 +204,11 @@ class GradFlow(Criterion):
                 if step in stage_steps:
                     stage = stage_steps.index(step)
                     free = [i for i in candidates if units[i].name not in marked]
+                    marking_batches = batches[-self.criterion_batches :]
                     if self.marking == "gradient-flow":
-                        flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
+                        flow = self.gradient_flow_scores(context, unet, masks, free, marking_batches)
+                    elif self.marking == "energy":
+                        flow = self.removal_energy_scores(context, unet, units, free, marking_batches)
                     else:  # "mask": the masks the budget pushed lowest against the energy go first
                         flow = masks.detach().double().cpu()
                     already = [units[index[name]] for name in marked] + list(removed)
