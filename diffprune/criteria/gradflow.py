@@ -3,19 +3,21 @@ Flow", ICASSP 2025), on diffprune's gates.
 
 Each candidate unit's gate becomes a continuous mask m in [0, 1]. Unmarked masks follow the gradient flow
 of the energy
-    E(m) = L_denoise(m) + lambda * relu(C(m) / C_total - keep)^2
-(projected gradient descent, step size eta), where C(m) is the expected cost (MACs or params) of the masked
-model. Pruning is progressive and soft: at each of K stages, units are marked by the gradient-flow
-criterion and their masks decay to 0 along a cosine ramp instead of dropping at once. The criterion is
-the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u goes to 0:
-    dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u,  a Hessian-gradient product through the gates,
-and units whose removal leaves the gradient flow most intact (smallest |dG_u|) are marked first; we rank
-by magnitude because a removal that raises the gradient norm disturbs training as much as one that
-lowers it, and so that a unit with no effect (dG_u = 0) is always the safest. The score handed to the
-shared selection is the area under the unit's mask over the schedule (early-marked units score lowest),
-ties broken by the marking criterion. Weights are frozen by
-default; with train_weights they are trained jointly on a copy, which the pruned model then inherits.
-See docs/methods.md for the equations as implemented.
+    E(m) = L(m) + lambda * relu(C(m) / C_total - keep)^2
+(projected gradient descent, step size eta), where L is the objective (objectives.py: by default the guided
+prediction and guidance direction relative to the original's, on the sampler's own path) and C(m) the
+expected cost (MACs or params) of the masked model. Pruning is progressive and soft: at each of K stages,
+after a warm-up (the guided objective has zero gradient at m = 1), units are marked and their masks decay to
+0 along a cosine ramp instead of dropping at once. Marking rules:
+  * "gradient-flow" (the paper's): the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u
+    goes to 0, dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u, a Hessian-gradient product through the gates;
+    smallest |dG_u| first (a unit with no effect, dG_u = 0, is always the safest);
+  * "energy": the exact change of L if u were removed at the current masks, smallest first;
+  * "mask": the lowest mask first.
+The score handed to the shared selection is the area under the unit's mask over the schedule (early-marked
+units score lowest), ties broken by the marking rule. Weights are frozen by default; with train_weights they
+are trained jointly on a copy, which the pruned model then inherits. See docs/methods.md for the equations
+as implemented and docs/results.md for the measurement behind the default rule.
 """
 
 from __future__ import annotations
@@ -260,7 +262,10 @@ class GradFlow(Criterion):
         scores = {}
         for unit in pending:
             tie_break = 1e-3 * flow_at_marking.get(unit.name, largest_flow) / largest_flow
-            scores[unit.name] = float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
+            # never-marked units score above every marked one, so selection removes the marked units first
+            # (a mask the budget pushed down without a mark is no verdict of the marking rule)
+            unmarked = 0.0 if unit.name in marked else 1.0
+            scores[unit.name] = unmarked + float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
         context.store.put_many(round_index, scores)
 
     # -- resume -----------------------------------------------------------------------------------
