@@ -8,7 +8,8 @@ of the energy
 prediction and guidance direction relative to the original's, on the sampler's own path) and C(m) the
 expected cost (MACs or params) of the masked model. Pruning is progressive and soft: at each of K stages,
 after a warm-up (the guided objective has zero gradient at m = 1), units are marked and their masks decay to
-0 along a cosine ramp instead of dropping at once. Marking rules:
+0 along a cosine ramp instead of dropping at once. Marking rules (default "energy", measured better than the
+paper's gradient-flow criterion on digits-t2i: docs/methods.md):
   * "gradient-flow" (the paper's): the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u
     goes to 0, dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u, a Hessian-gradient product through the gates;
     smallest |dG_u| first (a unit with no effect, dG_u = 0, is always the safest);
@@ -69,7 +70,7 @@ class GradFlow(Criterion):
 
     objective: str = GUIDED
     direction_weight: float = 1.0
-    marking: str = "gradient-flow"
+    marking: str = "energy"
     steps: int = 60
     stages: int = 3
     learning_rate: float = 0.05
