@@ -6,6 +6,8 @@ classifier-free guidance are exactly the user's; the gates tile over the guidanc
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from diffprune.errors import DiffpruneError
@@ -23,7 +25,6 @@ class TextConditionedAdapter(TaskAdapter):
             prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
         self._encoded: dict[int, dict[str, torch.Tensor]] = {}
-        self._encoded_negative: dict[str, dict[str, torch.Tensor] | None] = {}
 
     def prompts_for(self, sample_indices) -> list[str]:
         return [self.prompts[i] for i in sample_indices]
@@ -46,11 +47,13 @@ class TextConditionedAdapter(TaskAdapter):
         embeddings = self.pipeline.encode_prompt([""], self.device, 1, do_classifier_free_guidance=True)[1]
         return {"encoder_hidden_states": embeddings}
 
+    @cached_property
+    def _negative(self) -> dict[str, torch.Tensor] | None:
+        with torch.no_grad():
+            return self.encode_negative()
+
     def unconditional_conditioning(self, sample_indices) -> dict | None:
-        if "negative" not in self._encoded_negative:
-            with torch.no_grad():
-                self._encoded_negative["negative"] = self.encode_negative()
-        negative = self._encoded_negative["negative"]
+        negative = self._negative  # encoded once: the same for every sample
         if negative is None:
             return None
         count = len(sample_indices)
