@@ -81,3 +81,13 @@ def test_gradient_flow_masks_reach_zero_for_marked_units_and_stay_near_one_for_k
     kept = [name for name, value in masks.items() if value > 0.0]
     assert removed and kept
     assert sum(masks[name] for name in kept) / len(kept) > 0.8
+
+
+@pytest.mark.parametrize("marking", ["gradient-flow", "energy", "mask"])
+def test_units_gradient_flow_marked_score_below_every_unmarked_one(marking):
+    context = _context(tiny_sd_pipeline(), prompts=["a 1", "a 2"])
+    options = {**FAST_OPTIONS["gradflow"], "marking": marking}
+    scores = get_criterion("gradflow", **options).score(context, context.units, [], 0)
+    marked = {name for name, value in context.cache["gradflow_masks"].items() if value == 0.0}
+    assert marked and len(marked) < len(scores)
+    assert max(scores[name] for name in marked) < min(scores[name] for name in scores if name not in marked)

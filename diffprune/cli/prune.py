@@ -50,7 +50,8 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow)",
+        help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow, "
+        "objective=denoising-loss for gradflow, taylor and output-loss)",
     )
     budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
     budget.add_argument(

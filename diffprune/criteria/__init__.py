@@ -3,8 +3,11 @@ it across registry key, module and class:
 
     ld-pruner   ld_pruner.py    LDPruner     latent impact of removing a unit (Castells et al., 2024)
     gradflow    gradflow.py     GradFlow     gradient-flow soft masks under the budget (Wan et al., 2025)
-    output-loss output_loss.py  OutputLoss   one-step change of the noise prediction
-    taylor      taylor.py       Taylor       first-order Taylor of the denoising loss at each gate
+    output-loss output_loss.py  OutputLoss   exact change of the objective when the unit is removed alone
+    taylor      taylor.py       Taylor       Gauss-Newton / first-order Taylor of the objective at each gate
+
+The loss-based ones (gradflow, output-loss, taylor) take `objective`: "guided" (default: guided prediction and
+guidance direction relative to the original's, on the sampler's own path) or "denoising-loss" (objectives.py).
     magnitude   magnitude.py    Magnitude    mean absolute weight (data-free)
     random      random.py       Random       seeded uniform scores, the floor
 

@@ -17,6 +17,7 @@ import torch
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import TaskAdapter
+from diffprune.models.trajectory import Trajectory, recording_trajectory
 from diffprune.structure.units import Unit
 
 
@@ -62,6 +63,16 @@ class ScoringContext:
         if "reference_latents" not in self.cache:
             self.cache["reference_latents"] = self.adapter.final_latents(1, "original latents")[:, 0]
         return self.cache["reference_latents"]
+
+    def trajectory(self) -> Trajectory:
+        """The original's own sampling path (what its denoiser received at every step of every calibration
+        sample), recorded while it draws its final latents: one calibration run gives both."""
+        if "trajectory" not in self.cache:
+            with recording_trajectory(self.adapter.pipeline) as recorder:
+                latents = self.adapter.final_latents(1, "original latents")[:, 0]
+            self.cache.setdefault("reference_latents", latents)
+            self.cache["trajectory"] = recorder.trajectory()
+        return self.cache["trajectory"]
 
     def training_latents(self) -> torch.Tensor:
         """Clean data for loss-based criteria: the user's images if given, else the original's own samples."""

@@ -3,19 +3,22 @@ Flow", ICASSP 2025), on diffprune's gates.
 
 Each candidate unit's gate becomes a continuous mask m in [0, 1]. Unmarked masks follow the gradient flow
 of the energy
-    E(m) = L_denoise(m) + lambda * relu(C(m) / C_total - keep)^2
-(projected gradient descent, step size eta), where C(m) is the expected cost (MACs or params) of the masked
-model. Pruning is progressive and soft: at each of K stages, units are marked by the gradient-flow
-criterion and their masks decay to 0 along a cosine ramp instead of dropping at once. The criterion is
-the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u goes to 0:
-    dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u,  a Hessian-gradient product through the gates,
-and units whose removal leaves the gradient flow most intact (smallest |dG_u|) are marked first; we rank
-by magnitude because a removal that raises the gradient norm disturbs training as much as one that
-lowers it, and so that a unit with no effect (dG_u = 0) is always the safest. The score handed to the
-shared selection is the area under the unit's mask over the schedule (early-marked units score lowest),
-ties broken by the marking criterion. Weights are frozen by
-default; with train_weights they are trained jointly on a copy, which the pruned model then inherits.
-See docs/methods.md for the equations as implemented.
+    E(m) = L(m) + lambda * relu(C(m) / C_total - keep)^2
+(projected gradient descent, step size eta), where L is the objective (objectives.py: by default the guided
+prediction and guidance direction relative to the original's, on the sampler's own path) and C(m) the
+expected cost (MACs or params) of the masked model. Pruning is progressive and soft: at each of K stages,
+after a warm-up (the guided objective has zero gradient at m = 1), units are marked and their masks decay to
+0 along a cosine ramp instead of dropping at once. Marking rules (default "energy", measured better than the
+paper's gradient-flow criterion on digits-t2i: docs/methods.md):
+  * "gradient-flow" (the paper's): the first-order change of the gradient norm G(m) = ||dL/dm||^2 when m_u
+    goes to 0, dG_u ~= -m_u * dG/dm_u = -2 m_u (H g)_u, a Hessian-gradient product through the gates;
+    smallest |dG_u| first (a unit with no effect, dG_u = 0, is always the safest);
+  * "energy": the exact change of L if u were removed at the current masks, smallest first;
+  * "mask": the lowest mask first.
+The score handed to the shared selection is the area under the unit's mask over the schedule (early-marked
+units score lowest), ties broken by the marking rule. Weights are frozen by default; with train_weights they
+are trained jointly on a copy, which the pruned model then inherits. See docs/methods.md for the equations
+as implemented and docs/results.md for the measurement behind the default rule.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
+from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objective, guided_objective
+from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
 from diffprune.pruning.selection import Budget, select_units, unit_cost
-from diffprune.structure.gates import gated, removal_values
+from diffprune.structure.gates import gated, removal_values, variant_values
+
+MARKING_RULES = ("gradient-flow", "energy", "mask")
 
 
 def exclusive_costs(units, cost: str) -> torch.Tensor:
@@ -61,6 +68,9 @@ class GradFlow(Criterion):
     splits_across_processes: ClassVar[bool] = False  # one joint optimisation over all masks
     uses_budget: ClassVar[bool] = True
 
+    objective: str = GUIDED
+    direction_weight: float = 1.0
+    marking: str = "energy"
     steps: int = 60
     stages: int = 3
     learning_rate: float = 0.05
@@ -71,14 +81,41 @@ class GradFlow(Criterion):
     weight_learning_rate: float = 1e-5
     checkpoint_every: int = field(default=10, metadata=SCORE_NEUTRAL)
 
+    def __post_init__(self):
+        check_objective(self.objective)
+        if self.marking not in MARKING_RULES:
+            raise DiffpruneError(f"unknown marking rule {self.marking!r}; choose one of {', '.join(MARKING_RULES)}")
+
     # -- the energy -------------------------------------------------------------------------------
+    def _loss(self, context, unet, batch) -> torch.Tensor:
+        """The objective on one batch: (clean latents, indices, generator) for the denoising loss, a tensor of
+        trajectory pairs for the guided objective."""
+        if self.objective == DENOISING_LOSS:
+            clean, indices, generator = batch
+            return context.adapter.denoising_loss(unet, clean, indices, generator)
+        return self._guided.loss(unet, batch)
+
+    def _same_noise_loss(self, context, unet, batch) -> torch.Tensor:
+        """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
+        sees the same noise and timesteps)."""
+        if self.objective != DENOISING_LOSS:
+            return self._loss(context, unet, batch)
+        state = batch[2].get_state()
+        loss = self._loss(context, unet, batch)
+        batch[2].set_state(state)
+        return loss
+
+    def _batches(self, context, count: int, round_index: int) -> list:
+        if self.objective == DENOISING_LOSS:
+            return list(context.loss_batches(count, self.batch_size, seed=round_index))
+        return self._guided.pair_batches(count, self.batch_size, seed=round_index)
+
     def _expected_cost_fraction(self, masks, units, cost: str, total: float) -> torch.Tensor:
         effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
         return (total - (self._exclusive * (1 - effective)).sum()) / total
 
     def _energy(self, context, unet, masks, batch, units, budget, total):
-        clean, indices, generator = batch
-        loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+        loss = self._loss(context, unet, batch)
         if budget.num_units is not None:
             return loss, loss
         excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
@@ -89,13 +126,34 @@ class GradFlow(Criterion):
         """|m_u * dG/dm_u| for every unit: the estimated change of the gradient norm if m_u went to 0."""
         total = torch.zeros(masks.shape[0], dtype=torch.float64)
         with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
-            for clean, indices, generator in batches:
-                loss = context.adapter.denoising_loss(unet, clean, indices, generator)
+            for batch in batches:
+                loss = self._loss(context, unet, batch)
                 (gradient,) = torch.autograd.grad(loss, masks, create_graph=True)
                 norm = gradient[free].square().sum()
                 (flow,) = torch.autograd.grad(norm, masks)
                 total += (masks.detach() * flow).double().cpu()
         return (total / max(len(batches), 1)).abs()
+
+    def removal_energy_scores(self, context, unet, units, free: list[int], batches) -> torch.Tensor:
+        """L(m with m_u = 0) - L(m) for every free unit u at the current masks (exact, forward passes only): a
+        second set of gates with one variant per unit multiplies the masks (gates compose by product)."""
+        scores = torch.zeros(len(units), dtype=torch.float64)
+        per_call = context.variants_per_batch
+        with torch.no_grad():
+            current = sum(float(self._same_noise_loss(context, unet, batch)) for batch in batches) / len(batches)
+            for start in range(0, len(free), per_call):
+                group = free[start : start + per_call]
+                if self.objective == GUIDED:
+                    with gated(unet, units, variant_values(units, [{units[i].name} for i in group])):
+                        losses = sum(self._guided.errors(unet, batch, len(group)).double().mean(0) for batch in batches)
+                else:  # the denoising loss draws its own noise per call: one variant at a time
+                    losses = []
+                    for i in group:
+                        with gated(unet, units, removal_values(units, {units[i].name})):
+                            losses.append(sum(float(self._same_noise_loss(context, unet, b)) for b in batches))
+                    losses = torch.tensor(losses, dtype=torch.float64)
+                scores[group] = losses.cpu() / len(batches) - current
+        return scores.abs()
 
     # -- the progressive soft pruning -----------------------------------------------------------
     def score_pending(self, context, pending, removed, round_index) -> None:
@@ -112,6 +170,8 @@ class GradFlow(Criterion):
         candidates = [index[u.name] for u in pending]
 
         unet = context.denoiser
+        if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
+            self._guided = guided_objective(context, self.direction_weight)
         if self.train_weights:
             unet = copy.deepcopy(unet).train().requires_grad_(True)  # every weight trains, however the input was
             context.cache["trained_unet"] = unet
@@ -135,9 +195,11 @@ class GradFlow(Criterion):
         marked: dict[str, int] = state["marked"]  # unit name -> step at which it was marked
         area = torch.tensor(state["area"], dtype=torch.float64)  # running sum of each mask over the steps
         flow_at_marking: dict[str, float] = state["flow_at_marking"]
-        stage_steps = [stage * self.steps // self.stages for stage in range(self.stages)]
-        decay_steps = max(1, self.steps // self.stages)
-        batches = list(context.loss_batches(self.steps + self.criterion_batches, self.batch_size, seed=round_index))
+        # Stage k marks at step (k + 1) T / (K + 1): the first T / (K + 1) steps are a warm-up in which the masks
+        # move under the budget, since a teacher-relative energy has zero gradient (and so no flow) at masks = 1.
+        stage_steps = [(stage + 1) * self.steps // (self.stages + 1) for stage in range(self.stages)]
+        decay_steps = max(1, self.steps // (self.stages + 1))
+        batches = self._batches(context, self.steps + self.criterion_batches, round_index)
 
         with gated(unet, units, masks):
             progress = tqdm(range(state["step"], self.steps), desc="gradflow", disable=not context.show_progress)
@@ -145,7 +207,13 @@ class GradFlow(Criterion):
                 if step in stage_steps:
                     stage = stage_steps.index(step)
                     free = [i for i in candidates if units[i].name not in marked]
-                    flow = self.gradient_flow_scores(context, unet, masks, free, batches[-self.criterion_batches :])
+                    marking_batches = batches[-self.criterion_batches :]
+                    if self.marking == "gradient-flow":
+                        flow = self.gradient_flow_scores(context, unet, masks, free, marking_batches)
+                    elif self.marking == "energy":
+                        flow = self.removal_energy_scores(context, unet, units, free, marking_batches)
+                    else:  # "mask": the masks the budget pushed lowest against the energy go first
+                        flow = masks.detach().double().cpu()
                     already = [units[index[name]] for name in marked] + list(removed)
                     newly = select_units(
                         [units[i] for i in candidates] + list(removed),
@@ -195,7 +263,10 @@ class GradFlow(Criterion):
         scores = {}
         for unit in pending:
             tie_break = 1e-3 * flow_at_marking.get(unit.name, largest_flow) / largest_flow
-            scores[unit.name] = float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
+            # never-marked units score above every marked one, so selection removes the marked units first
+            # (a mask the budget pushed down without a mark is no verdict of the marking rule)
+            unmarked = 0.0 if unit.name in marked else 1.0
+            scores[unit.name] = unmarked + float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
         context.store.put_many(round_index, scores)
 
     # -- resume -----------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ class DiT(Family):
     def encode(self, pipeline, prompts, device):
         return {"class_labels": torch.tensor(self.class_ids(pipeline, prompts), device=device)}
 
+    def encode_negative(self, pipeline, device):
+        """DiTPipeline's guidance pairs every label with the null class of its label dropout: id 1000 in the
+        pipeline, which is `num_embeds_ada_norm` (the embedding's extra last row) for the ImageNet models."""
+        return {"class_labels": torch.tensor([self.num_classes(pipeline.transformer)], device=device)}
+
     def predict(self, pipeline, model, noisy, timesteps, conditioning):
         timesteps = timesteps.expand(noisy.shape[0]) if timesteps.ndim < 1 or len(timesteps) == 1 else timesteps
         prediction = model(noisy, timestep=timesteps, class_labels=conditioning["class_labels"]).sample

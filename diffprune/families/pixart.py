@@ -23,6 +23,14 @@ def encode_with_mask(pipeline, prompts, device) -> dict[str, torch.Tensor]:
     return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask}
 
 
+def encode_negative_with_mask(pipeline, device) -> dict[str, torch.Tensor]:
+    """The unconditional states and mask of PixArt's and Sana's guidance, as their calls encode the default
+    empty negative prompt (Sana's without the complex human instruction its prompts get)."""
+    defaults = call_defaults(pipeline, T5_CALL_DEFAULTS)
+    _, _, embeds, mask = pipeline.encode_prompt([""], do_classifier_free_guidance=True, device=device, **defaults)
+    return {"encoder_hidden_states": embeds, "encoder_attention_mask": mask}
+
+
 def first_half_if_learnt_variance(prediction: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
     """A learnt-variance model returns [noise, variance] channels; pipelines keep the noise half."""
     return prediction.chunk(2, dim=1)[0] if prediction.shape[1] == 2 * noisy.shape[1] else prediction
@@ -54,6 +62,9 @@ class PixArt(Family):
 
     def encode(self, pipeline, prompts, device):
         return encode_with_mask(pipeline, prompts, device)
+
+    def encode_negative(self, pipeline, device):
+        return encode_negative_with_mask(pipeline, device)
 
     def predict(self, pipeline, model, noisy, timesteps, conditioning):
         # Resolution conditions only where the model takes them (PixArt-alpha 1024), as its pipeline does.

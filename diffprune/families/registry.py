@@ -12,8 +12,9 @@ folder declares, as a `Family` subclass registered with `@register(DiffusersClas
   * `edit_depth_cut(cut, removed)`: per-block config and weights a depth cut must edit beyond the counts;
   * `context_branches`, `branch_gates`, `branch_kind`: how branches inside blocks are named and gated;
   * `example_inputs(model, ...)`: one denoiser call as the pipeline makes it (unit finding, MACs, latency);
-  * `encode(pipeline, prompts, device)` / `predict(pipeline, model, noisy, timesteps, conditioning)`: how the
-    pipeline conditions and calls the denoiser, for the training-time losses and distillation;
+  * `encode(pipeline, prompts, device)` / `encode_negative(pipeline, device)` / `predict(pipeline, model, noisy,
+    timesteps, conditioning)`: how the pipeline conditions (with and without the prompt) and calls the
+    denoiser, for the training-time losses, the guided objective and distillation;
   * `unsupported`: {operation: why not}, the one place a refusal is written.
 
 The rest of diffprune asks `family_of(model)`; no other module tests class names. Families import torch,
@@ -160,6 +161,14 @@ class Family:
     def encode(self, pipeline, prompts: list[str], device) -> dict[str, torch.Tensor]:
         """The denoiser's conditioning for `prompts` as the pipeline's call makes it, without guidance."""
         raise NotImplementedError(f"{type(self).__name__} declares no prompt encoding")
+
+    def encode_negative(self, pipeline, device) -> dict[str, torch.Tensor] | None:
+        """The conditioning of the unconditional half of the pipeline's classifier-free guidance, one row: by
+        default the empty negative prompt its call encodes when none is given, as `encode` encodes a prompt;
+        None where guidance has no unconditional call (guidance-distilled or unguided families)."""
+        if self.guidance in ("embedded", "none"):
+            return None
+        return self.encode(pipeline, [""], device)
 
     def predict(self, pipeline, model, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict):
         """`model`'s prediction for `noisy` at `timesteps` (the training noise's convention, TrainingNoise), called

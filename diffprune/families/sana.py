@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from diffusers import SanaTransformer2DModel
 
-from diffprune.families.pixart import encode_with_mask
+from diffprune.families.pixart import encode_negative_with_mask, encode_with_mask
 from diffprune.families.registry import DEFAULT_TEXT_LENGTH, Family, Stack, register
 
 
@@ -32,6 +32,9 @@ class Sana(Family):
 
     def encode(self, pipeline, prompts, device):
         return encode_with_mask(pipeline, prompts, device)
+
+    def encode_negative(self, pipeline, device):
+        return encode_negative_with_mask(pipeline, device)
 
     def predict(self, pipeline, model, noisy, timesteps, conditioning):
         scale = pipeline.transformer.config.get("timestep_scale") or 1.0

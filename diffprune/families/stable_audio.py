@@ -75,6 +75,12 @@ class StableAudio(Family):
             "global_hidden_states": torch.cat([seconds_start, seconds_end], dim=2),
         }
 
+    def encode_negative(self, pipeline, device):
+        """With no negative prompt the pipeline's unconditional half has all cross-attention states (text and
+        seconds) zeroed and the same global (seconds) states."""
+        states = self.encode(pipeline, [""], device)
+        return {**states, "encoder_hidden_states": torch.zeros_like(states["encoder_hidden_states"])}
+
     def predict(self, pipeline, model, noisy, timesteps, conditioning):
         """`noisy` is the preconditioned input and `timesteps` atan(sigma) * 2 / pi, both as the pipeline passes
         them (TrainingNoise makes both so); the rotary embedding is over the latents' own length."""

@@ -157,6 +157,11 @@ class TaskAdapter(ABC):
     def conditioning(self, sample_indices) -> dict:
         """Keyword arguments for the denoiser besides sample and timestep, for these calibration samples."""
 
+    def unconditional_conditioning(self, sample_indices) -> dict | None:
+        """The conditioning of classifier-free guidance's unconditional half (the pipeline's empty negative prompt,
+        DiT's null class) for these samples, or None where the family has none (unconditional models)."""
+        return None
+
     def predict(self, model, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict) -> torch.Tensor:
         """`model`'s prediction (the pipeline's denoiser, or a copy or cut of it) for `noisy` at `timesteps`, in
         the latents' layout, called as the pipeline calls its denoiser (the denoiser family's `predict`)."""

@@ -9,6 +9,8 @@ conditioning (no guidance: the conditional branch alone is the model) is the den
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from diffprune.models.adapters.base import TaskAdapter
@@ -33,6 +35,23 @@ class ConditionedAdapter(TaskAdapter):
         """The denoiser's conditioning for these prompts (or class labels), without guidance."""
         self.check_losses_supported()
         return self.denoiser_family.encode(self.pipeline, prompts, self.device)
+
+    def encode_negative(self) -> dict[str, torch.Tensor] | None:
+        """The denoiser's inputs for the unconditional half of the pipeline's guidance (one row), or None."""
+        self.check_losses_supported()
+        return self.denoiser_family.encode_negative(self.pipeline, self.device)
+
+    @cached_property
+    def _negative(self) -> dict[str, torch.Tensor] | None:
+        with torch.no_grad():
+            return self.encode_negative()
+
+    def unconditional_conditioning(self, sample_indices) -> dict | None:
+        negative = self._negative  # encoded once: the same for every sample
+        if negative is None:
+            return None
+        count = len(sample_indices)
+        return {key: value[:1].expand(count, *value.shape[1:]) for key, value in negative.items()}
 
     def conditioning(self, sample_indices) -> dict:
         """The denoiser's conditioning for these calibration samples. The calibration set's prompts are encoded
