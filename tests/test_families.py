@@ -7,6 +7,7 @@ denoiser exactly as the family's pipelines do."""
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -146,7 +147,7 @@ def test_a_bf16_model_is_cut_in_bf16_and_equals_its_gated_self(family):
 # Runs in a fresh interpreter that cannot import diffprune: a depth cut loads with its stock class, an in-place
 # cut only through the folder's own code (the stock class refuses it with loading instructions).
 WITHOUT_DIFFPRUNE = """
-import json, sys
+import json, pickle, sys
 sys.modules["diffprune"] = None
 import diffusers, torch
 from diffusers import AutoModel
@@ -169,9 +170,8 @@ for case in cases:
         assert code.startswith("diffusers_modules"), code
     tensors = load_file(case["tensors"])
     inputs = {key.removeprefix("input."): value for key, value in tensors.items() if key.startswith("input.")}
-    # JSON turned tuples into lists; NucleusMoE's img_shapes must be a list of (frames, height, width) tuples
-    inputs.update({k: [tuple(i) if isinstance(i, list) else i for i in v] if isinstance(v, list) else v
-                   for k, v in case["extra"].items()})
+    with open(case["extra"], "rb") as file:  # non-tensor inputs as they were (tuples stay tuples)
+        inputs.update(pickle.load(file))
     with torch.no_grad():
         output = model(**inputs).sample
         output = torch.stack(output) if isinstance(output, list) else output
@@ -203,13 +203,15 @@ def test_saved_cuts_reload_without_diffprune_to_the_same_output(tmp_path):
                 torch.testing.assert_close(reloaded, expected, rtol=0, atol=0)
             tensors = {f"input.{k}": v.contiguous() for k, v in inputs.items() if torch.is_tensor(v)}
             save_file({**tensors, "expected": expected.contiguous()}, tmp_path / f"{folder.name}.safetensors")
+            extra = tmp_path / f"{folder.name}.pickle"
+            extra.write_bytes(pickle.dumps({k: v for k, v in inputs.items() if not torch.is_tensor(v)}))
             cases.append(
                 {
                     "stock_class": type(model).__name__,
                     "stock": stock,
                     "folder": str(folder),
                     "tensors": str(tmp_path / f"{folder.name}.safetensors"),
-                    "extra": {k: v for k, v in inputs.items() if not torch.is_tensor(v)},
+                    "extra": str(extra),
                 }
             )
     assert any(case["stock"] for case in cases) and not all(case["stock"] for case in cases)
