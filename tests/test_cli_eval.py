@@ -48,7 +48,7 @@ def test_eval_writes_a_json_report(folders, tmp_path, capsys):
     ]
     assert main(argv) == 0
     report = json.loads(out.read_text())
-    assert report["results"]["fid"]["vs_reference"] >= 0
+    assert 0 < report["results"]["fid"]["vs_reference"] < float("inf")  # the cut draws other images
     assert report["results"]["speedup"]["predicted_from_macs"] > 1
     assert report["scored_with"]["fid"] == str(folders / "features")
     printed = capsys.readouterr().out

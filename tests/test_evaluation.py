@@ -76,11 +76,12 @@ def test_evaluate_reports_costs_latency_and_speedup_and_leaves_its_inputs_alone(
     assert results["params"] < reference["params"] and results["macs"] < reference["macs"]
     for part in ("unet_forward", "pipeline"):
         timing = results["latency"][part]
-        assert timing["median_ms"] > 0 and timing["min_ms"] > 0 and timing["iqr_ms"] >= 0
+        assert timing["median_ms"] > 0 and timing["min_ms"] > 0
+        assert 0 <= timing["iqr_ms"] <= timing["max_ms"] - timing["min_ms"]  # a spread inside the range
         assert timing["runs"] == 2 and timing["batch_size"] == 1 and timing["dtype"] == "float32"
         assert results["speedup"][part] > 0 and results["speedup"][f"realisation_ratio_{part}"] > 0
     assert results["speedup"]["predicted_from_macs"] == pytest.approx(reference["macs"] / results["macs"])
-    assert results["fid"]["vs_reference"] >= 0
+    assert 0 < results["fid"]["vs_reference"] < float("inf")  # the cut draws other images
     assert report["scored_with"]["fid"] == "FeatureClassifier"
     table = format_table([summary_row("dense", reference), summary_row("pruned", results)])
     assert "fid_vs_reference" in table and "pruned" in table
@@ -180,8 +181,7 @@ def test_bundled_models_are_recognised_by_name_or_folder():
     assert bundled_name_of("digits-t2i") == "digits-t2i"
     assert bundled_name_of("/somewhere/else") is None
     assert bundled_name_of(str(zoo.models_dir() / "digits-ddpm")) == "digits-ddpm"
-    if (zoo.models_dir() / "digits-ddpm" / "model_index.json").exists():
-        assert bundled_name_of(diffprune.load_pipeline("digits-ddpm")) == "digits-ddpm"
+    assert bundled_name_of(diffprune.load_pipeline("digits-ddpm")) == "digits-ddpm"  # the bundle is in the repo
 
 
 def test_timed_pipeline_calls_use_the_generation_steps_unless_told_otherwise():

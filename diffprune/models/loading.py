@@ -9,14 +9,6 @@ from pathlib import Path
 from diffprune.errors import DiffpruneError, first_line
 from diffprune.structure.denoiser import DENOISER_COMPONENTS
 
-SUPPORTED_FAMILIES = (
-    "text-to-image (StableDiffusionPipeline, StableDiffusionXLPipeline and other UNet2DConditionModel pipelines), "
-    "unconditional image (DDPMPipeline, DDIMPipeline, LDMPipeline), "
-    "audio (AudioDiffusionPipeline, AudioLDMPipeline, AudioLDM2Pipeline), "
-    "text-to-image diffusion transformers, depth pruning with ld-pruner, magnitude or random "
-    "(PixArtAlphaPipeline, PixArtSigmaPipeline, StableDiffusion3Pipeline, FluxPipeline, SanaPipeline)"
-)
-
 
 def resolve_model_path(path_or_name: str) -> str:
     """A bundled short name becomes its folder; a local path must be a diffusers pipeline folder; anything
@@ -74,9 +66,16 @@ def left_out_components(location: str) -> dict:
     return {name: None for name, entry in index.items() if isinstance(entry, list) and entry == [None, None]}
 
 
+def supported_denoisers() -> list[str]:
+    """The denoiser classes of the family registry, by name."""
+    from diffprune.families import all_families
+
+    return sorted(cls.__name__ for cls in all_families())
+
+
 def check_has_denoiser(pipeline) -> None:
     if all(getattr(pipeline, name, None) is None for name in DENOISER_COMPONENTS):
         raise DiffpruneError(
-            f"{type(pipeline).__name__} has no UNet or transformer, so there is nothing to prune; "
-            f"supported: {SUPPORTED_FAMILIES}"
+            f"{type(pipeline).__name__} has no UNet or transformer, so there is nothing to prune; diffprune "
+            f"prunes pipelines whose denoiser is one of: {', '.join(supported_denoisers())}"
         )
