@@ -29,11 +29,12 @@ chromium:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium not available: the HTML rendering test will be skipped"
 
-# Lint and format check first (config in pyproject.toml), then the tests.
+# Lint and format check first (config in pyproject.toml), then the tests in two pytest-xdist workers (the tiny
+# models leave a single process mostly waiting on Python, so two share the 2 cores well).
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) demo-output

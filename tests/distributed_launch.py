@@ -5,6 +5,7 @@ failed launch shows what the failing process said, not only the launcher's trace
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,13 @@ class Launch:
         return "\n".join(parts)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the processes' rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch_two_processes(arguments: list[str], log_dir: Path, timeout: float = 300) -> Launch:
     """`accelerate launch --multi_gpu --num_processes 2 ARGUMENTS` on the CPU (gloo), each process's streams
     written under `log_dir`. ARGUMENTS: a script and its arguments, or `-m module ...`."""
@@ -49,6 +57,8 @@ def launch_two_processes(arguments: list[str], log_dir: Path, timeout: float = 3
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(free_port()),  # not the default 29500: launches from other test processes may run at the same time
         "--mixed_precision",
         "no",
         "--dynamo_backend",

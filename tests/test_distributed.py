@@ -8,6 +8,10 @@ import pytest
 from distributed_launch import launch_two_processes
 from distributed_scoring import score
 
+# Two-process launches run one after another in one pytest-xdist worker (`--dist loadgroup`): side by side they
+# would put 4 processes on 2 cores.
+pytestmark = pytest.mark.xdist_group("distributed")
+
 
 def run_two_processes(script: str, *arguments: str, log_dir: Path):
     launched = launch_two_processes([str(Path(__file__).parent / script), *arguments], log_dir)

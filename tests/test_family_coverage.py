@@ -100,3 +100,16 @@ def test_dreamlite_belongs_to_the_unet_family_by_ancestry_and_its_cut_equals_the
         cut.save_pretrained(tmp_path)
         reloaded = type(cut).from_pretrained(tmp_path).eval()
         torch.testing.assert_close(reloaded(**inputs).sample, expected, rtol=0, atol=1e-6)
+
+
+def test_the_readme_support_table_lists_every_family_with_its_classes():
+    from pathlib import Path
+
+    from diffprune.families import all_families
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
+    for cls, family in all_families().items():
+        if family.is_transformer:
+            assert family.name in rows, f"README's support table has no row for {family.name}"
+            assert cls.__name__ in rows[family.name], cls.__name__
