@@ -71,7 +71,7 @@ def test_a_pipeline_without_a_denoiser_names_supported_families():
     from diffprune.errors import DiffpruneError
     from diffprune.models.loading import check_has_denoiser
 
-    with pytest.raises(DiffpruneError, match="has no UNet or transformer.*text-to-image"):
+    with pytest.raises(DiffpruneError, match="has no UNet or transformer.*UNet2DConditionModel"):
         check_has_denoiser(SimpleNamespace(unet=None, transformer=None))
 
 

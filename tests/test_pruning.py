@@ -96,7 +96,9 @@ def test_an_empty_unit_filter_bad_rounds_and_a_loose_budget_are_user_errors():
         _prune(tiny_ddpm_pipeline(), variants_per_batch=0)
     with pytest.raises(DiffpruneError, match="must be a Budget"):
         prune(tiny_ddpm_pipeline(), "magnitude", 0.7)
-    with pytest.raises(DiffpruneError, match="has no option stats; its options: statistic, variants_per_batch"):
+    with pytest.raises(
+        DiffpruneError, match="has no option stats; its options: statistic, allocation, variants_per_batch"
+    ):
         get_criterion("ld-pruner", stats="paired")
     with pytest.raises(DiffpruneError, match="an object with score"):
         prune(tiny_ddpm_pipeline(), object())

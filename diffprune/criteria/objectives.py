@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from diffprune.errors import DiffpruneError
@@ -38,10 +36,8 @@ def check_objective(objective: str) -> None:
 
 def guidance_scale(adapter) -> float:
     """The scale the calibration calls sample with: the settings' or the pipeline call's default."""
-    if adapter.settings.guidance_scale is not None:
-        return float(adapter.settings.guidance_scale)
-    parameter = inspect.signature(adapter.pipeline.__call__).parameters.get("guidance_scale")
-    return float(parameter.default) if parameter is not None and parameter.default is not None else 1.0
+    scale = adapter.denoiser_family.guidance_scale(adapter.pipeline, adapter.settings.guidance_scale)
+    return 1.0 if scale is None else scale
 
 
 class GuidedObjective:

@@ -21,7 +21,6 @@ often bound by kernel launches rather than MACs, so the options that remove laun
 
 from __future__ import annotations
 
-import inspect
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -120,11 +119,8 @@ def channels_last_unet(unet, enabled: bool):
 
 
 def pipeline_guidance_scale(pipeline, requested: float | None) -> float | None:
-    """The guidance scale a call uses: the requested one, else the default of the pipeline's __call__."""
-    if requested is not None:
-        return requested
-    parameter = inspect.signature(pipeline.__call__).parameters.get("guidance_scale")
-    return parameter.default if parameter is not None and isinstance(parameter.default, (int, float)) else None
+    """The guidance scale a call uses: the requested one, else the pipeline call's default (its family says)."""
+    return family_of(denoiser_of(pipeline)).guidance_scale(pipeline, requested)
 
 
 def default_condition(pipeline) -> str:

@@ -54,13 +54,21 @@ class QwenImage(Family):
             inputs["additional_t_cond"] = torch.zeros(batch_size, dtype=torch.long)
         return inputs
 
+    def guidance_scale(self, pipeline, requested=None):
+        """True CFG's scale (`true_cfg_scale`); `guidance_scale` is only for guidance-distilled models."""
+        if requested is not None:
+            return float(requested)
+        return float(call_defaults(pipeline, ("true_cfg_scale",)).get("true_cfg_scale", 1.0))
+
+    def encode_negative(self, pipeline, device):
+        """The model card's negative prompt, which `guidance_arguments` gives the guided call."""
+        return self.encode(pipeline, [NEGATIVE_PROMPT], device)
+
     def guidance_arguments(self, pipeline, guidance_scale):
         """True CFG is `true_cfg_scale` with a negative prompt (the call's `guidance_scale` is only for
         guidance-distilled models); the model card's negative prompt where none is given."""
-        scale = guidance_scale
-        if scale is None:
-            scale = call_defaults(pipeline, ("true_cfg_scale",)).get("true_cfg_scale", 1.0)
-        if scale is None or scale <= 1:
+        scale = self.guidance_scale(pipeline, guidance_scale)
+        if scale <= 1:
             return {"true_cfg_scale": 1.0}
         return {"true_cfg_scale": float(scale), "negative_prompt": NEGATIVE_PROMPT}
 

@@ -149,6 +149,14 @@ class Family:
         raise DiffpruneError(f"a {self.name} pipeline takes no class labels")
 
     # -- calling the denoiser -------------------------------------------------------------------------------
+    def guidance_scale(self, pipeline, requested: float | None = None) -> float | None:
+        """The classifier-free guidance scale the pipeline's call applies: the requested one, else its call's
+        default (None where the call has none)."""
+        if requested is not None:
+            return float(requested)
+        default = call_defaults(pipeline, ("guidance_scale",)).get("guidance_scale")
+        return float(default) if isinstance(default, (int, float)) else None
+
     def guidance_arguments(self, pipeline, guidance_scale: float | None) -> dict:
         """Keyword arguments of the pipeline's call for this classifier-free guidance scale (None: the call's
         own default)."""

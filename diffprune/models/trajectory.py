@@ -5,7 +5,8 @@ denoising step of every call, the latents the denoiser receives (after the sched
 FLUX's packing, ...: exactly its input) and the step's timestep as the scheduler holds it (`scheduler.timesteps`,
 the convention `adapter.predict` and the training noise use: integer t for DDPM-beta models, sigma x 1000 for
 flow matching). Classifier-free guidance calls the denoiser on the same latents twice, stacked ([uncond; cond],
-DiT: [cond; null]); such a batch is recorded once and marks the trajectory as guided.
+DiT: [cond; null]) or as two calls in a row (Qwen-Image, Lumina 2, CogView4); either is recorded once and marks
+the trajectory as guided.
 
 Loss-based criteria replay the denoiser on these inputs (criteria/objectives.py): they judge a unit where the
 user's sampler actually goes, not at uniformly drawn training timesteps. Stored on the CPU in float32.
@@ -47,7 +48,14 @@ class TrajectoryRecorder:
     def _record(self, module, args, kwargs) -> None:
         sample = args[0] if args else kwargs.get("hidden_states", kwargs.get("sample"))
         scheduler = self.pipeline.scheduler  # a fresh copy per calibration call (generation.final_latents)
+        half = sample.shape[0] // 2
+        guided = sample.shape[0] % 2 == 0 and half > 0 and torch.equal(sample[:half], sample[half:])
+        latents = (sample[:half] if guided else sample).detach().float().cpu()
         current = self._calls[-1] if self._calls else None
+        if current is not None and current["scheduler"] is scheduler and torch.equal(latents, current["latents"][-1]):
+            # The same latents again: guidance as a second call (conditional, then unconditional), one step.
+            current["guided"][-1] = True
+            return
         if current is None or current["scheduler"] is not scheduler or current["done"]:
             current = {"scheduler": scheduler, "latents": [], "timesteps": [], "guided": [], "done": False}
             self._calls.append(current)
@@ -57,9 +65,7 @@ class TrajectoryRecorder:
                 f"{type(self.pipeline).__name__} calls its denoiser more than once per scheduler step (e.g. FLUX's "
                 "true_cfg_scale); the guided objective cannot follow it: use objective=denoising-loss"
             )
-        half = sample.shape[0] // 2
-        guided = sample.shape[0] % 2 == 0 and half > 0 and torch.equal(sample[:half], sample[half:])
-        current["latents"].append((sample[:half] if guided else sample).detach().float().cpu())
+        current["latents"].append(latents)
         current["timesteps"].append(torch.as_tensor(scheduler.timesteps[step]).detach().cpu())
         current["guided"].append(guided)
         current["done"] = len(current["latents"]) == len(scheduler.timesteps)
