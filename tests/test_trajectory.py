@@ -90,3 +90,35 @@ def test_nothing_recorded_is_a_user_error():
         pass
     with pytest.raises(DiffpruneError, match="no denoiser call was recorded"):
         recorder.trajectory()
+
+
+def test_guidance_as_a_second_call_on_the_same_latents_is_recorded_once_per_step():
+    """Lumina 2 guides with two denoiser calls per step (conditional, then unconditional); each step is one entry,
+    the trajectory is guided, and the entries are the latents the pipeline's own steps produce."""
+    from tiny_lumina2 import tiny_lumina2_pipeline
+
+    pipeline = tiny_lumina2_pipeline()
+    pipeline.set_progress_bar_config(disable=True)
+    calls, after_step = [], []
+    counting = pipeline.transformer.register_forward_pre_hook(lambda module, args: calls.append(1))
+
+    def keep(pipe, step, timestep, kwargs):
+        after_step.append(kwargs["latents"].clone())
+        return kwargs
+
+    try:
+        with recording_trajectory(pipeline) as recorder:
+            pipeline(
+                prompt=PROMPTS[:2],
+                generator=[torch.Generator().manual_seed(seed) for seed in range(2)],
+                num_inference_steps=3,
+                guidance_scale=4.0,
+                output_type="latent",
+                callback_on_step_end=keep,
+            )
+    finally:
+        counting.remove()
+    trajectory = recorder.trajectory()
+    assert len(calls) == 6 and trajectory.guided and trajectory.latents.shape[:2] == (2, 3)
+    for step in (1, 2):  # the denoiser's input at step s is the latents after step s - 1
+        torch.testing.assert_close(trajectory.latents[:, step], after_step[step - 1].float(), rtol=0, atol=0)
