@@ -8,7 +8,7 @@ folder declares, as a `Family` subclass registered with `@register(DiffusersClas
     how a block's call carries the image and text streams, and how a block is cut (DEPTH: dropped from the
     list and the count lowered, a stock config; REPLACE: swapped for a bypass in place, the Pruned* class, for
     stacks whose blocks are addressed by position elsewhere);
-  * `fixed_blocks(model)`: blocks other modules depend on, never units;
+  * `fixed_blocks(model)`: blocks (or branches inside blocks) other modules read, never units;
   * `edit_depth_cut(cut, removed)`: per-block config and weights a depth cut must edit beyond the counts;
   * `context_branches`, `branch_gates`, `branch_kind`: how branches inside blocks are named and gated;
   * `example_inputs(model, ...)`: one denoiser call as the pipeline makes it (unit finding, MACs, latency);
@@ -97,7 +97,7 @@ class Family:
 
     # -- structure ------------------------------------------------------------------------------------------
     def fixed_blocks(self, model) -> set[str]:
-        """Blocks that stay whatever is cut (other modules depend on them)."""
+        """Blocks, or branches inside blocks, that stay whatever is cut (other modules read them)."""
         return set()
 
     def edit_depth_cut(self, cut, removed: dict[str, list[int]]) -> None:
