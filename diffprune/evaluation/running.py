@@ -94,10 +94,10 @@ def common_family(pipelines: dict) -> str:
     return next(iter(families.values()))
 
 
-def unet_costs(unet, pipeline=None) -> dict:
+def denoiser_costs(denoiser, pipeline=None) -> dict:
     """Params and MACs of one forward as the pipeline makes it (same numbers as `diffprune prune` reports)."""
     inputs = pipeline_cost_inputs(pipeline) if pipeline is not None else None
-    return {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
+    return {"params": count_parameters(denoiser), "macs": count_macs(denoiser, inputs)}
 
 
 def run_evaluation(
@@ -136,7 +136,7 @@ def _run_evaluation(pipelines, reference, settings, keep_samples) -> EvaluationR
     generated = {}
     if "macs" in metrics or "latency" in metrics:
         for label, pipeline in pipelines.items():
-            rows[label].update(unet_costs(denoiser_of(pipeline), pipeline))
+            rows[label].update(denoiser_costs(denoiser_of(pipeline), pipeline))
     if "latency" in metrics:  # all models together, in alternating rounds, so their times compare
         latencies = measure_latencies(pipelines, settings.latency, prompts[0] if prompts else None)
         for label, latency in latencies.items():

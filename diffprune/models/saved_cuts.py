@@ -27,8 +27,8 @@ REPORT_FILE = "pruning_report.json"
 MODEL_CARD_FILE = "README.md"
 
 
-def removed_unit_names(unet) -> list[str]:
-    return list((unet.config.get("removed_units") or {}).keys())
+def removed_unit_names(denoiser) -> list[str]:
+    return list((denoiser.config.get("removed_units") or {}).keys())
 
 
 def in_saved_form(pipeline):

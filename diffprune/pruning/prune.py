@@ -75,9 +75,9 @@ class PruneResult:
         return folder
 
 
-def _fingerprint(unet) -> str:
-    config = json.dumps(dict(unet.config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{config}|{count_parameters(unet)}".encode()).hexdigest()[:16]
+def _fingerprint(denoiser) -> str:
+    config = json.dumps(dict(denoiser.config), sort_keys=True, default=str)
+    return hashlib.sha256(f"{config}|{count_parameters(denoiser)}".encode()).hexdigest()[:16]
 
 
 @leaves_pipelines_untouched("pipeline")
@@ -121,14 +121,14 @@ def prune(
     scoring_dtype = torch_dtype(dtype, placement_of(denoiser_of(pipeline)).device)
     scoring_pipeline = pipeline_in_dtype(pipeline, scoring_dtype)
     adapter = adapter_for(scoring_pipeline, calibration)
-    unet = denoiser_of(scoring_pipeline).eval()
+    denoiser = denoiser_of(scoring_pipeline).eval()
     inputs = pipeline_cost_inputs(scoring_pipeline)
-    all_units = find_units(unet, inputs)
+    all_units = find_units(denoiser, inputs)
     units = [unit for unit in all_units if unit_filter(unit)] if unit_filter else all_units
     if not units:
         kinds = ", ".join(sorted({u.kind for u in all_units}))
         raise DiffpruneError(f"`unit_filter` leaves no candidate unit; kinds of units here: {kinds}")
-    totals_before = {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
+    totals_before = {"params": count_parameters(denoiser), "macs": count_macs(denoiser, inputs)}
     check_reachable(units, budget, totals_before[budget.cost])
     # One-shot scores of a budget-blind criterion do not depend on the budget, so they are reusable across
     # budgets from the same work folder; progressive rounds and budget-aware criteria record it.
@@ -142,8 +142,8 @@ def prune(
         # later rounds are scored after earlier selections; budget-aware criteria aim at the selection
         "ranking": ranking if scores_depend_on_budget else None,
         "calibration": calibration.as_dict(),
-        "model_fingerprint": _fingerprint(unet),
-        "scoring_dtype": str(placement_of(unet).dtype).removeprefix("torch."),
+        "model_fingerprint": _fingerprint(denoiser),
+        "scoring_dtype": str(placement_of(denoiser).dtype).removeprefix("torch."),
     }
     store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
     context = ScoringContext(
@@ -168,23 +168,23 @@ def prune(
 
     # The cut comes from the input's own weights (so its precision), or from the trained copy that criteria
     # which train weights jointly (gradflow with train_weights) leave, brought back to the input's precision.
-    trained_unet = context.cache.get("trained_unet")
-    if trained_unet is None:
-        source_unet = denoiser_of(pipeline)
+    trained_denoiser = context.cache.get("trained_denoiser")
+    if trained_denoiser is None:
+        source_denoiser = denoiser_of(pipeline)
     else:
-        source_unet = trained_unet.eval().requires_grad_(False).to(placement_of(denoiser_of(pipeline)).dtype)
-    removed, pruned_unet = _cut_within_measured_budget(
-        source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
+        source_denoiser = trained_denoiser.eval().requires_grad_(False).to(placement_of(denoiser_of(pipeline)).dtype)
+    removed, pruned_denoiser = _cut_within_measured_budget(
+        source_denoiser, units, removed, latest_scores, budget, totals_before, inputs, ranking
     )
-    totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
-    pruned_pipeline = with_denoiser(pipeline, pruned_unet)
+    totals_after = {"params": count_parameters(pruned_denoiser), "macs": count_macs(pruned_denoiser, inputs)}
+    pruned_pipeline = with_denoiser(pipeline, pruned_denoiser)
 
     removed_names = {u.name for u in removed}
     report = {
         "diffprune_version": __version__,
         "source": source or str(getattr(pipeline.config, "_name_or_path", "") or type(pipeline).__name__),
         "pipeline_class": type(pipeline).__name__,
-        "denoiser": {"component": denoiser_name(pipeline), "class": type(unet).__name__},
+        "denoiser": {"component": denoiser_name(pipeline), "class": type(denoiser).__name__},
         "family": adapter.family,
         "settings": settings,
         "budget": budget.describe(),
@@ -211,20 +211,20 @@ def prune(
     return PruneResult(pruned_pipeline, [u.name for u in removed], latest_scores, report, original_pipeline=pipeline)
 
 
-def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_before, inputs, ranking):
+def _cut_within_measured_budget(denoiser, units, removed, scores, budget, totals_before, inputs, ranking):
     """Cut, then confirm the budget on the cut model, removing the next-best units if it is not met (unit
     costs are measured per module in the full model, which can miss work shared outside the modules)."""
-    pruned_unet = remove_units(unet, [u.name for u in removed])
+    pruned_denoiser = remove_units(denoiser, [u.name for u in removed])
     if budget.num_units is not None:
-        return removed, pruned_unet
+        return removed, pruned_denoiser
     limit = budget.fraction_kept() * totals_before[budget.cost]
     measure = (lambda m: count_parameters(m)) if budget.cost == "params" else (lambda m: count_macs(m, inputs))
-    while measure(pruned_unet) > limit:
+    while measure(pruned_denoiser) > limit:
         extra = select_units(
             units, scores, Budget(num_units=len(removed) + 1), totals_before[budget.cost], removed, ranking=ranking
         )
         if not extra:
             raise DiffpruneError(f"cannot {budget.describe()}: no further unit can be removed")
         removed = removed + extra[:1]
-        pruned_unet = remove_units(unet, [u.name for u in removed])
-    return removed, pruned_unet
+        pruned_denoiser = remove_units(denoiser, [u.name for u in removed])
+    return removed, pruned_denoiser
