@@ -8,11 +8,15 @@ use the eval/ benchmarks for numbers worth quoting).
 
 from __future__ import annotations
 
+import base64
+import html
 import time
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.cli.prune import print_summary
 from diffprune.errors import DiffpruneError
+from diffprune.outputs import check_new_output
 
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps, evaluation samples)
@@ -40,12 +44,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from diffprune.cli.prune import print_summary
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.comparison import compare_and_report
     from diffprune.models.adapters import CalibrationSettings
     from diffprune.models.loading import load_pipeline
     from diffprune.models.prompts import default_prompts
-    from diffprune.outputs import check_new_output
     from diffprune.pruning.prune import prune
     from diffprune.pruning.selection import Budget
 
@@ -89,6 +92,7 @@ def run(args) -> int:
 
 def check_budgets(names: list[str], keep_macs: float) -> None:
     """Fail before any work if a model cannot reach the budget (the error says what it can reach)."""
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
     from diffprune.pruning.selection import Budget, check_reachable
     from diffprune.structure.costs import count_macs, pipeline_cost_inputs
@@ -106,9 +110,7 @@ def check_budgets(names: list[str], keep_macs: float) -> None:
 
 def write_index(out: Path, sections: list[dict], args) -> Path:
     """One page for a person: each model's summary table and comparison grid, linking the full reports."""
-    import base64
-    import html
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.html_report import metrics_table
 
     parts = [

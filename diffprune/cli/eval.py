@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from diffprune.cli.evaluation_options import add_evaluation_options, read_prompts_option, settings_from_args
 
 
@@ -19,8 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.running import evaluate
     from diffprune.evaluation.tables import format_table, summary_row
 

@@ -64,6 +64,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
 
 def settings_from_args(args) -> dict:
     """Keyword arguments for EvaluationSettings (metrics, num_samples and prompts are up to each command)."""
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.latency import LatencySettings
 
     device, _ = device_and_dtype_from_args(args)
@@ -93,6 +94,7 @@ def settings_from_args(args) -> dict:
 
 
 def read_prompts_option(args):
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.prompts import read_prompts
 
     return read_prompts(args.prompts) if args.prompts else None

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.criteria import available_criteria, get_criterion, parse_option_values
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
+from diffprune.outputs import check_new_output
 
 
 def add_calibration_arguments(parser) -> None:
@@ -27,8 +30,6 @@ def add_calibration_arguments(parser) -> None:
 
 
 def register(subparsers) -> None:
-    from diffprune.criteria import available_criteria
-
     criteria = available_criteria()
     parser = subparsers.add_parser(
         "prune",
@@ -80,12 +81,11 @@ def register(subparsers) -> None:
 
 
 def criterion_from_args(args):
-    from diffprune.criteria import get_criterion, parse_option_values
-
     return get_criterion(args.criterion, **parse_option_values(args.criterion, args.criterion_option))
 
 
 def budget_from_args(args):
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.pruning.selection import Budget
 
     if args.keep_macs is None and args.keep_params is None and args.num_units is None:
@@ -97,6 +97,7 @@ def kinds_filter(kinds: str | None):
     """--kinds a,b -> a unit filter that keeps units of those kinds (None: every unit)."""
     if not kinds:
         return None
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.structure.units import UNIT_KINDS
 
     wanted = set(kinds.split(","))
@@ -109,6 +110,7 @@ def kinds_filter(kinds: str | None):
 
 
 def calibration_from_args(args, pipeline):
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.adapters import CalibrationSettings
     from diffprune.models.prompts import default_prompts, read_prompts
 
@@ -124,8 +126,8 @@ def calibration_from_args(args, pipeline):
 
 
 def run(args) -> int:
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.outputs import check_new_output
     from diffprune.pruning.prune import WORK_FOLDER, prune
 
     device, _ = device_and_dtype_from_args(args)
@@ -145,7 +147,6 @@ def run(args) -> int:
         dtype=args.dtype,
     )
     result.save(out)
-    from diffprune.distributed import is_main_process
 
     if is_main_process():
         print_summary(result.report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("units", help="list the prunable units of a pipeline's UNet")
@@ -11,8 +13,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
     from diffprune.structure.costs import count_macs, pipeline_cost_inputs
     from diffprune.structure.denoiser import denoiser_of

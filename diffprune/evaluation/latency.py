@@ -31,7 +31,8 @@ import torch
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
 from diffprune.families import family_of
-from diffprune.models.generation import DEFAULT_STEPS, generate, takes_prompts
+from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, DEFAULT_STEPS, generate, pipeline_family, takes_prompts
+from diffprune.models.prompts import default_prompts
 from diffprune.structure.costs import pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.timing import (
@@ -129,9 +130,6 @@ def pipeline_guidance_scale(pipeline, requested: float | None) -> float | None:
 
 def default_condition(pipeline) -> str:
     """What a timed call is conditioned on: a short prompt, or a class-conditional model's first default class."""
-    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, pipeline_family
-    from diffprune.models.prompts import default_prompts
-
     return default_prompts(pipeline)[0] if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE else "a photograph"
 
 

@@ -13,6 +13,7 @@ DEFAULT_DENOISER = {"component": "unet", "class": "UNet2DConditionModel"}  # rep
 def write_score_chart(report: dict, path: Path) -> Path | None:
     """Horizontal bars of every scored unit, removed ones highlighted; None if matplotlib is missing."""
     try:
+        # deferred: matplotlib is optional (the plots extra); without it there is no chart
         import matplotlib
 
         matplotlib.use("Agg")

@@ -11,6 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffprune.errors import DiffpruneError
+from diffprune.models import zoo
+from diffprune.models.generation import (
+    CLASS_CONDITIONAL_IMAGE,
+    TEXT_TO_AUDIO,
+    denoiser_num_classes,
+    pipeline_family,
+    takes_prompts,
+)
 
 GENERIC_AUDIO_PROMPTS = ("a dog barking", "rain on a window", "a piano playing a slow melody", "birds singing")
 DEFAULT_CLASS_LABELS = 32  # class-conditional defaults: this many classes, evenly spread over the model's
@@ -30,9 +38,6 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None:
     """None for pipelines that take no prompts."""
-    from diffprune.models import zoo
-    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, TEXT_TO_AUDIO, pipeline_family, takes_prompts
-
     if not takes_prompts(pipeline):
         return None
     folder = Path(str(getattr(pipeline.config, "_name_or_path", "") or ""))
@@ -51,8 +56,6 @@ def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None
 def default_class_labels(pipeline) -> list[str]:
     """DEFAULT_CLASS_LABELS classes evenly spread over the model's, by the pipeline's shortest name for each where
     it has names (DiT's ImageNet labels: "tench" rather than "Tinca tinca"), else by id."""
-    from diffprune.models.generation import denoiser_num_classes
-
     num_classes = denoiser_num_classes(pipeline) or 1
     stride = max(1, num_classes // DEFAULT_CLASS_LABELS)
     names = {}

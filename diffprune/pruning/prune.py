@@ -27,10 +27,14 @@ from diffprune.criteria import Criterion, ScoringContext, resolve_criterion
 from diffprune.criteria.base import describe
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.devices import placement_of, torch_dtype
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.components import pipeline_in_dtype, with_denoiser
+from diffprune.models.model_card import write_model_card, write_score_chart
+from diffprune.models.saved_cuts import save_pipeline
 from diffprune.module_state import leaves_pipelines_untouched
+from diffprune.outputs import check_new_output, staged_output, write_json_atomically
 from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
@@ -52,11 +56,6 @@ class PruneResult:
         """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
         is complete or absent. The denoiser is saved as a stock class where a stock config expresses the cut, else
         with its own code (see models.saved_cuts.save_pipeline and the model card for how each loads)."""
-        from diffprune.distributed import is_main_process
-        from diffprune.models.model_card import write_model_card, write_score_chart
-        from diffprune.models.saved_cuts import save_pipeline
-        from diffprune.outputs import check_new_output, staged_output, write_json_atomically
-
         folder = Path(folder)
         if not is_main_process():  # under accelerate, one process writes
             return folder

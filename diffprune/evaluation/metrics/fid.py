@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from diffprune.errors import DiffpruneError, first_line
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+from diffprune.models import zoo
 
 INCEPTION = "inception"
 INCEPTION_FEATURE_DIM = 2048
@@ -28,8 +30,6 @@ _OFFLINE_HINT = (
 
 def default_feature_network(*model_names: str | None) -> str:
     """The bundled feature network matching the first bundled model name given, else InceptionV3."""
-    from diffprune.models import zoo
-
     for name in model_names:
         if not (name and zoo.is_bundled(name)):
             continue
@@ -41,6 +41,7 @@ def default_feature_network(*model_names: str | None) -> str:
 
 def _fid_class():
     try:
+        # deferred: a broken torch-fidelity fails here as a one-line error, and only InceptionV3 FID needs it
         from torchmetrics.image.fid import FrechetInceptionDistance
     except Exception as error:  # a half-installed torch-fidelity (e.g. without torchvision) breaks the import
         raise DiffpruneError(
@@ -52,9 +53,6 @@ def _fid_class():
 
 def load_feature_network(features: str | torch.nn.Module) -> torch.nn.Module:
     """A custom feature network from a module, a bundled short name or a FeatureClassifier folder."""
-    from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
-    from diffprune.models import zoo
-
     if isinstance(features, torch.nn.Module):
         return features.eval()
     if zoo.is_bundled(features):
