@@ -9,6 +9,7 @@ from diffprune.criteria import available_criteria, get_criterion, parse_option_v
 from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.outputs import check_new_output
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
 
 
 def add_calibration_arguments(parser) -> None:
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
         help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow, "
         "objective=denoising-loss for gradflow, taylor and output-loss)",
     )
-    budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
+    budget = parser.add_argument_group(f"budget (one of; default --keep-macs {DEFAULT_BUDGET.keep_macs})")
     budget.add_argument(
         "--keep-macs", type=float, help="fraction of the denoiser's (UNet's or transformer's) MACs to keep"
     )
@@ -85,11 +86,8 @@ def criterion_from_args(args):
 
 
 def budget_from_args(args):
-    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
-    from diffprune.pruning.selection import Budget
-
     if args.keep_macs is None and args.keep_params is None and args.num_units is None:
-        return Budget(keep_macs=0.7)
+        return DEFAULT_BUDGET
     return Budget(keep_macs=args.keep_macs, keep_params=args.keep_params, num_units=args.num_units)
 
 

@@ -38,7 +38,7 @@ from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objectiv
 from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
-from diffprune.pruning.selection import Budget, select_units, unit_cost
+from diffprune.pruning.selection import DEFAULT_BUDGET, select_units, unit_cost
 from diffprune.structure.gates import gated, removal_values, variant_values
 
 MARKING_RULES = ("gradient-flow", "energy", "mask")
@@ -164,7 +164,7 @@ class GradFlow(Criterion):
 
     def _soft_prune(self, context, pending, removed, round_index) -> None:
         units = context.units
-        budget = context.budget or Budget(keep_macs=0.7)
+        budget = context.budget or DEFAULT_BUDGET
         total = float(context.total_costs.get(budget.cost) or sum(unit_cost(u, budget.cost) for u in units))
         self._exclusive = exclusive_costs(units, budget.cost)
         self._ancestors = ancestor_matrix(units).double()

@@ -35,7 +35,7 @@ from diffprune.models.model_card import write_model_card, write_score_chart
 from diffprune.models.saved_cuts import save_pipeline
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.outputs import check_new_output, staged_output, write_json_atomically
-from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.structure.surgery import remove_units
@@ -99,14 +99,14 @@ def prune(
 
     criterion: a registered name ("ld-pruner", "gradflow", ...), a Criterion instance with its options
         (`LDPruner(statistic="paired")`), or any object with score(context, candidates, removed, round_index).
-    budget: `Budget(keep_macs=...)`, `Budget(keep_params=...)` or `Budget(num_units=...)`; default keep_macs 0.7.
+    budget: `Budget(keep_macs=...)`, `Budget(keep_params=...)` or `Budget(num_units=...)`; default: selection.DEFAULT_BUDGET.
     unit_filter: only units for which it returns True are candidates (e.g. `lambda unit: unit.kind == "resnet"`).
     rounds: progressive pruning, re-scoring what is left after each of `rounds` slices of the budget.
     work_dir: where scores are stored as they are computed; a rerun with the same settings resumes.
     ranking: "score" (lowest score first, default) or "score-per-cost" (see selection.py).
     dtype: "fp32", "bf16" or "fp16" (GPU only) to score in that precision; None scores in the pipeline's own.
     """
-    budget = budget if budget is not None else Budget(keep_macs=0.7)
+    budget = budget if budget is not None else DEFAULT_BUDGET
     if not isinstance(budget, Budget):
         raise DiffpruneError(f"`budget` must be a Budget, e.g. Budget(keep_macs=0.7); got {type(budget).__name__}")
     if rounds < 1:
