@@ -8,6 +8,7 @@ from diffprune.cli.device_options import add_device_options, device_and_dtype_fr
 from diffprune.criteria import available_criteria, get_criterion, parse_option_values
 from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
+from diffprune.models import zoo
 from diffprune.outputs import check_new_output
 from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
         help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
         description=f"Criteria (--criterion): {', '.join(criteria)}.",
     )
-    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument(
         "--criterion",
         "--method",

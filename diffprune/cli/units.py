@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from diffprune.models import zoo
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("units", help="list the prunable units of a pipeline's UNet")
-    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
 

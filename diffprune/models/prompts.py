@@ -44,8 +44,8 @@ def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None
     own = folder / "calibration_prompts.txt"
     if own.is_file():
         return read_prompts(own)
-    if model_name is not None and model_name.startswith("digits"):
-        return read_prompts(zoo.assets_dir() / "prompts" / "digits.txt")
+    if zoo.prompts_file_for(model_name) is not None:
+        return read_prompts(zoo.prompts_file_for(model_name))
     if pipeline_family(pipeline) == TEXT_TO_AUDIO:
         return list(GENERIC_AUDIO_PROMPTS)
     if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE:

@@ -18,16 +18,12 @@ from diffprune.errors import DiffpruneError, first_line
 from diffprune.models import zoo
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
-# bundled text-to-image model -> its bundled CLIP
-BUNDLED_CLIP_MODELS = {"digits-t2i": "digits-clip", "digits-sd3": "digits-clip"}
 UPDATE_CHUNK = 32
 
 
 def default_clip_model(*model_names: str | None) -> str:
-    for name in model_names:
-        if name in BUNDLED_CLIP_MODELS:
-            return BUNDLED_CLIP_MODELS[name]
-    return DEFAULT_CLIP_MODEL
+    """The bundled CLIP of the first bundled text-to-image model named (models/zoo.py), else DEFAULT_CLIP_MODEL."""
+    return next((zoo.clip_model_for(name) for name in model_names if zoo.clip_model_for(name)), DEFAULT_CLIP_MODEL)
 
 
 def features_tensor(output) -> torch.Tensor:
@@ -54,7 +50,7 @@ class FeaturesAsTensors(nn.Module):
 
 
 def resolve_pretrained_location(model_name_or_path: str) -> str:
-    """A bundled short name (digits-clip) becomes its folder; folders and hub ids pass through."""
+    """A bundled short name (models/zoo.py) becomes its folder; folders and hub ids pass through."""
     return str(zoo.bundled_path(model_name_or_path)) if zoo.is_bundled(model_name_or_path) else model_name_or_path
 
 
