@@ -22,8 +22,12 @@ import os
 import sys
 
 import torch
+import torch.distributed
 
 from diffprune.errors import DiffpruneError
+
+# accelerate is imported inside the functions that use it: the CLI imports this module for every command,
+# `--help` included, which needs no accelerate.
 
 
 def use_cpu(device: str | torch.device | None = None) -> bool:
@@ -67,8 +71,6 @@ def end_processes(finished: bool = True) -> None:
     failed leaves the group alone: the others may be blocked in a collective it will never join, and destroying
     a group under a pending collective can hang (pytorch/torchtitan#1342); it exits with its error, and the
     launcher stops the others."""
-    import torch.distributed
-
     if not finished or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return
     from accelerate import PartialState

@@ -5,6 +5,7 @@ Work is written into a hidden staging folder beside the target and moved into pl
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -61,8 +62,6 @@ def staged_output(folder: str | Path):
 
 def write_json_atomically(path: str | Path, data) -> None:
     """Write JSON so that a reader (or a resumed run) never sees a truncated file."""
-    import json
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

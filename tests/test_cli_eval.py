@@ -6,10 +6,8 @@ import sys
 
 import pytest
 import torch
-from diffusers import DDPMPipeline
-from tiny_models import tiny_ddpm_pipeline
+from cli_errors import one_line_error
 
-import diffprune
 from diffprune.cli import main
 from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
 
@@ -17,31 +15,26 @@ FAST = ["--inference-steps", "1", "--latency-runs", "1", "--latency-warmup", "0"
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    dense = tiny_ddpm_pipeline()
-    dense.save_pretrained(root / "dense")
-    DDPMPipeline(unet=diffprune.remove_units(dense.unet, ["mid_block"]), scheduler=dense.scheduler).save_pretrained(
-        root / "pruned"
-    )
+def features_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("features")
     torch.manual_seed(0)
-    FeatureClassifier().save_pretrained(root / "features")
-    return root
+    FeatureClassifier().save_pretrained(folder)
+    return folder
 
 
-def test_eval_writes_a_json_report(folders, tmp_path, capsys):
+def test_eval_writes_a_json_report(ddpm_folder, ddpm_cut_folder, features_folder, tmp_path, capsys):
     out = tmp_path / "report.json"
     argv = [
         "eval",
-        str(folders / "pruned"),
+        str(ddpm_cut_folder),
         "--reference",
-        str(folders / "dense"),
+        str(ddpm_folder),
         "--metrics",
         "fid,latency,macs",
         "--num-samples",
         "2",
         "--fid-features",
-        str(folders / "features"),
+        str(features_folder),
         "--out",
         str(out),
         *FAST,
@@ -50,17 +43,17 @@ def test_eval_writes_a_json_report(folders, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert 0 < report["results"]["fid"]["vs_reference"] < float("inf")  # the cut draws other images
     assert report["results"]["speedup"]["predicted_from_macs"] > 1
-    assert report["scored_with"]["fid"] == str(folders / "features")
+    assert report["scored_with"]["fid"] == str(features_folder)
     printed = capsys.readouterr().out
     assert "fid_vs_reference" in printed and f"wrote {out}" in printed
 
 
-def test_compare_writes_grid_and_html(folders, tmp_path, capsys):
+def test_compare_writes_grid_and_html(ddpm_folder, ddpm_cut_folder, tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = [
         "compare",
-        str(folders / "dense"),
-        str(folders / "pruned"),
+        str(ddpm_folder),
+        str(ddpm_cut_folder),
         "--num-samples",
         "2",
         "--metrics",
@@ -74,61 +67,54 @@ def test_compare_writes_grid_and_html(folders, tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
 
 
-def _error_of(argv, capsys):
-    assert main(argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("diffprune: error:"), lines
-    return lines[0]
-
-
-def test_missing_reference(folders, tmp_path, capsys):
-    error = _error_of(
-        ["eval", str(folders / "pruned"), "--reference", str(tmp_path / "nope"), "--metrics", "macs"], capsys
+def test_missing_reference(ddpm_cut_folder, tmp_path, capsys):
+    error = one_line_error(
+        ["eval", str(ddpm_cut_folder), "--reference", str(tmp_path / "nope"), "--metrics", "macs"], capsys
     )
     assert "no such folder" in error
 
 
-def test_missing_real_images_folder(folders, tmp_path, capsys):
-    error = _error_of(
-        ["eval", str(folders / "pruned"), "--real-images", str(tmp_path / "nope"), "--metrics", "fid"], capsys
+def test_missing_real_images_folder(ddpm_cut_folder, tmp_path, capsys):
+    error = one_line_error(
+        ["eval", str(ddpm_cut_folder), "--real-images", str(tmp_path / "nope"), "--metrics", "fid"], capsys
     )
     assert "--real-images" in error and "not a folder" in error
 
 
-def test_unknown_metric(folders, capsys):
-    assert "unknown metric 'beauty'" in _error_of(["eval", str(folders / "pruned"), "--metrics", "fid,beauty"], capsys)
+def test_unknown_metric(ddpm_cut_folder, capsys):
+    assert "unknown metric 'beauty'" in one_line_error(
+        ["eval", str(ddpm_cut_folder), "--metrics", "fid,beauty"], capsys
+    )
 
 
-def test_fid_without_anything_to_compare_with(folders, capsys):
-    error = _error_of(["eval", str(folders / "pruned"), "--metrics", "fid", "--num-samples", "2"], capsys)
+def test_fid_without_anything_to_compare_with(ddpm_cut_folder, capsys):
+    error = one_line_error(["eval", str(ddpm_cut_folder), "--metrics", "fid", "--num-samples", "2"], capsys)
     assert "--reference" in error and "--real-images" in error
 
 
-def test_clip_on_an_unconditional_model(folders, capsys):
-    assert "text-to-image" in _error_of(["eval", str(folders / "pruned"), "--metrics", "clip"], capsys)
+def test_clip_on_an_unconditional_model(ddpm_cut_folder, capsys):
+    assert "text-to-image" in one_line_error(["eval", str(ddpm_cut_folder), "--metrics", "clip"], capsys)
 
 
-def test_existing_output_folder(folders, tmp_path, capsys):
+def test_existing_output_folder(ddpm_folder, ddpm_cut_folder, tmp_path, capsys):
     (tmp_path / "cmp").mkdir()
     (tmp_path / "cmp" / "old.txt").write_text("previous results")
-    error = _error_of(
-        ["compare", str(folders / "dense"), str(folders / "pruned"), "--out", str(tmp_path / "cmp")], capsys
-    )
+    error = one_line_error(["compare", str(ddpm_folder), str(ddpm_cut_folder), "--out", str(tmp_path / "cmp")], capsys)
     assert "already holds results" in error
 
 
-def test_compare_needs_two_models(folders, tmp_path, capsys):
-    assert "at least two models" in _error_of(["compare", str(folders / "dense"), "--out", str(tmp_path / "c")], capsys)
+def test_compare_needs_two_models(ddpm_folder, tmp_path, capsys):
+    assert "at least two models" in one_line_error(["compare", str(ddpm_folder), "--out", str(tmp_path / "c")], capsys)
 
 
-def test_eval_out_that_is_a_folder(folders, tmp_path, capsys):
-    error = _error_of(["eval", str(folders / "pruned"), "--metrics", "macs", "--out", str(tmp_path)], capsys)
+def test_eval_out_that_is_a_folder(ddpm_cut_folder, tmp_path, capsys):
+    error = one_line_error(["eval", str(ddpm_cut_folder), "--metrics", "macs", "--out", str(tmp_path)], capsys)
     assert "is a folder" in error
 
 
-def test_errors_exit_2_without_traceback(folders, tmp_path):
+def test_errors_exit_2_without_traceback(ddpm_cut_folder, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "diffprune", "eval", str(folders / "pruned"), "--metrics", "fid,beauty"],
+        [sys.executable, "-m", "diffprune", "eval", str(ddpm_cut_folder), "--metrics", "fid,beauty"],
         capture_output=True,
         text=True,
     )

@@ -4,18 +4,10 @@ import json
 
 import pytest
 from diffusers import DiffusionPipeline
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.cli import main
 
 FAST = ["--num-samples", "3", "--inference-steps", "2", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def ddpm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ddpm")
-    tiny_ddpm_pipeline().save_pretrained(folder)
-    return folder
 
 
 def test_prune_writes_a_reloadable_pipeline_and_report(ddpm_folder, tmp_path, capsys):
@@ -32,15 +24,13 @@ def test_prune_writes_a_reloadable_pipeline_and_report(ddpm_folder, tmp_path, ca
     assert (out / "pruning_report.json").exists()
 
 
-def test_text_to_image_prune_with_prompt_file(tmp_path, capsys):
-    source = tmp_path / "sd"
-    tiny_sd_pipeline().save_pretrained(source)
+def test_text_to_image_prune_with_prompt_file(sd_folder, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a 1\na 2\n")
     out = tmp_path / "cut"
     argv = [
         "prune",
-        str(source),
+        str(sd_folder),
         "--num-units",
         "2",
         "--kinds",

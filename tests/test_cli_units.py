@@ -5,16 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from tiny_models import tiny_ddpm_pipeline
+from cli_errors import one_line_error
 
 from diffprune.cli import main
-
-
-@pytest.fixture(scope="module")
-def ddpm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ddpm")
-    tiny_ddpm_pipeline().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +30,16 @@ def test_units_lists_every_unit_with_kind_and_cost(ddpm_folder, capsys):
     assert "mid_block" in capsys.readouterr().out
 
 
-def _error_of(argv, capsys):
-    assert main(argv) == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("diffprune: error:")
-    return error
-
-
 def test_missing_path(capsys, tmp_path):
-    assert "no such folder" in _error_of(["units", str(tmp_path / "nope")], capsys)
+    assert "no such folder" in one_line_error(["units", str(tmp_path / "nope")], capsys)
 
 
 def test_folder_that_is_not_a_pipeline(capsys, tmp_path):
-    assert "not a diffusers pipeline folder" in _error_of(["units", str(tmp_path)], capsys)
+    assert "not a diffusers pipeline folder" in one_line_error(["units", str(tmp_path)], capsys)
 
 
 def test_single_model_folder_gets_a_hint(capsys, ddpm_folder):
-    assert "pass the pipeline folder above it" in _error_of(["units", str(ddpm_folder / "unet")], capsys)
+    assert "pass the pipeline folder above it" in one_line_error(["units", str(ddpm_folder / "unet")], capsys)
 
 
 def test_a_dit_pipelines_blocks_and_branches_are_listed(capsys, dit_folder):
@@ -89,7 +75,7 @@ def test_unreachable_hub_id_is_a_one_line_error(capsys, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network wait in the test
-    assert "could not load pipeline 'nobody-here/no-such-model'" in _error_of(
+    assert "could not load pipeline 'nobody-here/no-such-model'" in one_line_error(
         ["units", "nobody-here/no-such-model"], capsys
     )
 

@@ -8,12 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-from diffusers import DDPMPipeline
 from PIL import Image
 from tiny_evaluation_models import tiny_audio_diffusion_pipeline
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_models import tiny_sd_pipeline
+from untouched import assert_untouched
 
-import diffprune
 from diffprune.errors import DiffpruneError
 from diffprune.evaluation.comparison import compare_and_report
 from diffprune.evaluation.grids import CELL, grid_size
@@ -26,11 +25,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def ddpm_comparison(tmp_path_factory):
-    dense = tiny_ddpm_pipeline()
-    pruned = DDPMPipeline(unet=diffprune.remove_units(dense.unet, ["mid_block"]), scheduler=dense.scheduler)
+def ddpm_comparison(_shared_ddpm, _shared_ddpm_cut, tmp_path_factory):
+    (dense, dense_before), (pruned, pruned_before) = _shared_ddpm, _shared_ddpm_cut
     out = tmp_path_factory.mktemp("comparison") / "cmp"
     summary = compare_and_report({"dense": dense, "pruned": pruned}, "dense", out, num_samples=3, **FAST)
+    assert_untouched(dense_before, dense)
+    assert_untouched(pruned_before, pruned)
     return out, summary
 
 
@@ -68,24 +68,23 @@ def test_html_is_self_contained(ddpm_comparison):
     assert "<table>" in page and "pruned" in page
 
 
-def test_nothing_half_written_and_existing_results_refused(ddpm_comparison, tmp_path):
+def test_nothing_half_written_and_existing_results_refused(ddpm, ddpm_comparison, tmp_path):
     out, _ = ddpm_comparison
     assert not [path for path in out.parent.iterdir() if ".staging-" in path.name]
     with pytest.raises(DiffpruneError, match="already holds results"):
-        compare_and_report({"a": tiny_ddpm_pipeline()}, None, out, num_samples=2, metrics="macs", **FAST)
+        compare_and_report({"a": ddpm}, None, out, num_samples=2, metrics="macs", **FAST)
 
 
-def test_failed_comparison_leaves_no_folder(tmp_path):
+def test_failed_comparison_leaves_no_folder(ddpm, tmp_path):
     out = tmp_path / "cmp"
     with pytest.raises(DiffpruneError, match="unknown metric"):
-        compare_and_report({"a": tiny_ddpm_pipeline()}, None, out, metrics="speed", **FAST)
+        compare_and_report({"a": ddpm}, None, out, metrics="speed", **FAST)
     with pytest.raises(DiffpruneError, match="not among the models"):
-        compare_and_report({"a": tiny_ddpm_pipeline()}, "b", out, metrics="macs", **FAST)
+        compare_and_report({"a": ddpm}, "b", out, metrics="macs", **FAST)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_text_to_image_rows_are_prompts(tmp_path):
-    sd = tiny_sd_pipeline()
+def test_text_to_image_rows_are_prompts(sd, tmp_path):
     prompts = ["a one", "a two"]
     summary = compare_and_report(
         {"first": sd, "second": tiny_sd_pipeline()}, "first", tmp_path / "cmp", prompts=prompts, metrics="macs", **FAST

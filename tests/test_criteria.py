@@ -5,7 +5,7 @@ import math
 
 import pytest
 from test_ld_pruner import make_zero_effect
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_models import tiny_ddpm_pipeline
 
 from diffprune.criteria import BUILTIN_CRITERIA, ScoringContext, available_criteria, get_criterion, registry
 from diffprune.criteria.score_store import ScoreStore
@@ -56,8 +56,8 @@ def test_settings_record_what_changes_scores_and_not_batching():
 
 
 @pytest.mark.parametrize("name", ["ld-pruner", "gradflow", "magnitude", "taylor", "output-loss", "random"])
-def test_every_unit_gets_a_finite_score(name):
-    context = _context(tiny_sd_pipeline(), prompts=["a 1", "a 2"])
+def test_every_unit_gets_a_finite_score(sd, name):
+    context = _context(sd, prompts=["a 1", "a 2"])
     candidates = [u for u in context.units if u.kind in ("resnet", "attention", "mid_block", "cross_attention")]
     scores = get_criterion(name, **FAST_OPTIONS.get(name, {})).score(context, candidates, [], 0)
     assert set(scores) == {u.name for u in candidates}
@@ -73,8 +73,8 @@ def test_zero_effect_unit_ranks_safest(name):
     assert min(scores, key=scores.get) == ZERO
 
 
-def test_gradient_flow_masks_reach_zero_for_marked_units_and_stay_near_one_for_kept():
-    context = _context(tiny_ddpm_pipeline())
+def test_gradient_flow_masks_reach_zero_for_marked_units_and_stay_near_one_for_kept(ddpm):
+    context = _context(ddpm)
     get_criterion("gradflow", steps=12, stages=3, batch_size=4).score(context, context.units, [], 0)
     masks = context.cache["gradflow_masks"]
     removed = [name for name, value in masks.items() if value == 0.0]
@@ -84,8 +84,8 @@ def test_gradient_flow_masks_reach_zero_for_marked_units_and_stay_near_one_for_k
 
 
 @pytest.mark.parametrize("marking", ["gradient-flow", "energy", "mask"])
-def test_units_gradient_flow_marked_score_below_every_unmarked_one(marking):
-    context = _context(tiny_sd_pipeline(), prompts=["a 1", "a 2"])
+def test_units_gradient_flow_marked_score_below_every_unmarked_one(sd, marking):
+    context = _context(sd, prompts=["a 1", "a 2"])
     options = {**FAST_OPTIONS["gradflow"], "marking": marking}
     scores = get_criterion("gradflow", **options).score(context, context.units, [], 0)
     marked = {name for name, value in context.cache["gradflow_masks"].items() if value == 0.0}

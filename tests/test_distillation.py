@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_models import tiny_ddpm_pipeline
 from untouched import assert_untouched, snapshot
 
 import diffprune
@@ -79,8 +79,8 @@ def test_blocks_pair_by_name_even_when_inner_units_are_cut():
     assert matched_blocks(student.unet, teacher.unet) == {name: (name, name) for name in names}
 
 
-def test_text_to_image_distillation_runs_with_prompt_conditioning():
-    teacher = tiny_sd_pipeline()
+def test_text_to_image_distillation_runs_with_prompt_conditioning(sd):
+    teacher = sd
     student = with_unet(teacher, diffprune.remove_units(teacher.unet, ["down_blocks.0.attentions.1"]))
     calibration = CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=["a 1", "a 2"])
     _, history = distill(student, teacher, DistillSettings(steps=2, batch_size=2), calibration, show_progress=False)
@@ -92,12 +92,12 @@ def test_impossible_settings_are_user_errors():
         DistillSettings(checkpoint_every=0)
 
 
-def test_mismatched_teacher_is_a_user_error():
+def test_mismatched_teacher_is_a_user_error(sd):
     student, _ = _student_and_teacher()
     with pytest.raises(DiffpruneError, match="distill from the pipeline the student was pruned from"):
         distill(
             student,
-            tiny_sd_pipeline(),
+            sd,
             DistillSettings(steps=1),
             CalibrationSettings(**CALIBRATION),
             show_progress=False,

@@ -35,9 +35,8 @@ def test_two_process_scoring_matches_one_process(tmp_path, method):
     assert len(stored["rounds"]["0"]) == len(single), "the main process stored every process's scores"
 
 
-def test_two_process_generation_matches_one_process(tmp_path):
+def test_two_process_generation_matches_one_process(ddpm, tmp_path):
     import numpy as np
-    from tiny_models import tiny_ddpm_pipeline
 
     from diffprune.models.generation import generate
 
@@ -45,7 +44,7 @@ def test_two_process_generation_matches_one_process(tmp_path):
     run_two_processes("distributed_generation.py", str(output), log_dir=tmp_path / "logs")
     shared = json.loads(output.read_text())
     assert shared["num_processes"] == 2
-    single = generate(tiny_ddpm_pipeline(), seeds=[3, 4, 5, 6, 7], num_inference_steps=3, show_progress=False)
+    single = generate(ddpm, seeds=[3, 4, 5, 6, 7], num_inference_steps=3, show_progress=False)
     assert [np.asarray(image).astype(int).tolist() for image in single.images] == shared["pixels"]
 
 

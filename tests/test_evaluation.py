@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from diffusers import DDPMPipeline
 from PIL import Image
 from tiny_evaluation_models import tiny_audioldm_pipeline, tiny_clap
 from tiny_models import tiny_ddpm_pipeline
@@ -22,14 +21,14 @@ from diffprune.models import zoo
 FAST_LATENCY = LatencySettings(runs=2, warmup=0, num_inference_steps=1)
 
 
-@pytest.fixture(scope="module")
-def dense():
-    return tiny_ddpm_pipeline()
+@pytest.fixture
+def dense(ddpm):
+    return ddpm
 
 
-@pytest.fixture(scope="module")
-def pruned(dense):
-    return DDPMPipeline(unet=diffprune.remove_units(dense.unet, ["mid_block"]), scheduler=dense.scheduler)
+@pytest.fixture
+def pruned(ddpm_cut):
+    return ddpm_cut
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from tiny_families import FAMILY_FIXTURES
+from tiny_transformers import model_and_inputs
 
 from diffprune.families import DEPTH, all_families, family_of
 from diffprune.models.adapters import CalibrationSettings, adapter_for
@@ -28,15 +29,6 @@ from diffprune.structure.units import find_units
 
 FAMILIES = sorted(FAMILY_FIXTURES)
 PIPELINES = [(family, name) for family in FAMILIES for name in FAMILY_FIXTURES[family].pipelines]
-
-
-def _model_and_inputs(family, dtype=torch.float32):
-    torch.manual_seed(0)
-    model, make_inputs = FAMILY_FIXTURES[family].model()
-    model = model.eval().to(dtype)
-    inputs = make_inputs(torch.Generator().manual_seed(1))
-    inputs = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
-    return model, inputs
 
 
 def _sample(output):
@@ -68,7 +60,7 @@ def test_every_registered_transformer_family_has_a_contract_fixture():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_units_are_the_removable_blocks_of_each_stack_and_the_branches_inside_blocks(family):
-    model, inputs = _model_and_inputs(family)
+    model, inputs = model_and_inputs(FAMILY_FIXTURES[family].model)
     units = find_units(model, inputs)
     declared = family_of(model)
     fixed = declared.fixed_blocks(model)
@@ -86,7 +78,7 @@ def test_units_are_the_removable_blocks_of_each_stack_and_the_branches_inside_bl
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_cut_of_whole_blocks_equals_bypassing_them(family):
-    model, inputs = _model_and_inputs(family)
+    model, inputs = model_and_inputs(FAMILY_FIXTURES[family].model)
     units = find_units(model, inputs)
     names = _every_other_block(units)
     with torch.no_grad():
@@ -108,7 +100,7 @@ def test_a_cut_of_whole_blocks_equals_bypassing_them(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_cut_of_blocks_and_branches_equals_gating_them_off(family):
-    model, inputs = _model_and_inputs(family)
+    model, inputs = model_and_inputs(FAMILY_FIXTURES[family].model)
     units = find_units(model, inputs)
     names = _blocks_and_branches(units)
     with torch.no_grad():
@@ -133,7 +125,7 @@ def test_a_cut_of_blocks_and_branches_equals_gating_them_off(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_bf16_model_is_cut_in_bf16_and_equals_its_gated_self(family):
-    model, inputs = _model_and_inputs(family, torch.bfloat16)
+    model, inputs = model_and_inputs(FAMILY_FIXTURES[family].model, dtype=torch.bfloat16)
     units = find_units(model, inputs)
     for names in (_every_other_block(units), _blocks_and_branches(units)):
         with torch.no_grad(), gated(model, units, removal_values(units, names)):
@@ -183,7 +175,7 @@ print("ok", len(cases))
 def test_saved_cuts_reload_without_diffprune_to_the_same_output(tmp_path):
     cases = []
     for family in FAMILIES:
-        model, inputs = _model_and_inputs(family)
+        model, inputs = model_and_inputs(FAMILY_FIXTURES[family].model)
         units = find_units(model, inputs)
         selections = {"blocks": _every_other_block(units), "blocks-and-branches": _blocks_and_branches(units)}
         for selection, names in selections.items():

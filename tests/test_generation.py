@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_evaluation_models import tiny_audio_diffusion_pipeline, tiny_audioldm_pipeline
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_models import tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
 from diffprune.models.generation import (
@@ -17,16 +17,6 @@ from diffprune.models.generation import (
     pipeline_family,
     sample_plan,
 )
-
-
-@pytest.fixture(scope="module")
-def ddpm():
-    return tiny_ddpm_pipeline()
-
-
-@pytest.fixture(scope="module")
-def sd():
-    return tiny_sd_pipeline()
 
 
 def test_families_are_told_apart_by_components(ddpm, sd):

@@ -19,8 +19,8 @@ from diffprune.evaluation.latency import (
 from diffprune.evaluation.tables import format_table, summary_row
 
 
-def test_report_fields_are_present_and_positive():
-    pipeline = tiny_sd_pipeline()
+def test_report_fields_are_present_and_positive(sd):
+    pipeline = sd
     report = measure_pipeline_latency(pipeline, LatencySettings(batch_size=2, runs=2, warmup=0, num_inference_steps=1))
     assert set(report) == {"unet_forward", "pipeline"}
     for timing in report.values():

@@ -56,8 +56,8 @@ def test_batched_scores_equal_one_variant_at_a_time(build):
         assert batched[name] == pytest.approx(naive[name], rel=1e-4, abs=1e-6)
 
 
-def test_scores_are_stored_as_computed_and_reused(tmp_path):
-    pipeline = tiny_ddpm_pipeline()
+def test_scores_are_stored_as_computed_and_reused(ddpm, tmp_path):
+    pipeline = ddpm
     store = ScoreStore(tmp_path / "scores.json", {"a": 1})
     context = _context(pipeline, store)
     candidates = context.units[:3]
@@ -136,10 +136,10 @@ def test_adaptive_selects_as_exhaustive_on_a_clear_budget_line_with_fewer_denois
     assert spent["denoiser_evaluations"] < full["denoiser_evaluations"] / 2
 
 
-def test_adaptive_scores_at_full_samples_equal_exhaustive_scores():
+def test_adaptive_scores_at_full_samples_equal_exhaustive_scores(sd):
     from diffprune.pruning.selection import Budget
 
-    pipeline = tiny_sd_pipeline()
+    pipeline = sd
     extra = dict(num_samples=3, prompts=["a 1", "a 2"])  # 3 samples: every candidate starts with all of them
     adaptive = _prune_ldp(pipeline, "adaptive", Budget(keep_macs=0.7), **extra)
     exhaustive = _prune_ldp(pipeline, "exhaustive", Budget(keep_macs=0.7), **extra)
@@ -149,12 +149,12 @@ def test_adaptive_scores_at_full_samples_equal_exhaustive_scores():
     assert adaptive.removed == exhaustive.removed
 
 
-def test_an_interrupted_adaptive_round_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_an_interrupted_adaptive_round_resumes_to_the_same_result(ddpm, tmp_path, monkeypatch):
     from diffprune.models.adapters.base import TaskAdapter
     from diffprune.pruning.selection import Budget
 
     arguments = dict(num_samples=12, num_inference_steps=2, max_batch=8)
-    uninterrupted = _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), **arguments)
+    uninterrupted = _prune_ldp(ddpm, "adaptive", Budget(keep_macs=0.7), **arguments)
     original = TaskAdapter.final_latents
     calls = {"count": 0}
 
@@ -166,10 +166,10 @@ def test_an_interrupted_adaptive_round_resumes_to_the_same_result(tmp_path, monk
 
     monkeypatch.setattr(TaskAdapter, "final_latents", generate_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
+        _prune_ldp(ddpm, "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
     monkeypatch.setattr(TaskAdapter, "final_latents", original)
     assert len(list((tmp_path / "ld-pruner-samples" / "round-0").glob("*.safetensors"))) == 2
-    resumed = _prune_ldp(tiny_ddpm_pipeline(), "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
+    resumed = _prune_ldp(ddpm, "adaptive", Budget(keep_macs=0.7), work_dir=tmp_path, **arguments)
     assert resumed.removed == uninterrupted.removed
     assert resumed.scores == pytest.approx(uninterrupted.scores)
     cost, first = _round_cost(resumed), _round_cost(uninterrupted)

@@ -5,7 +5,7 @@ carries, which the plain denoising loss misses."""
 import pytest
 import torch
 from test_criteria import _context
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
+from tiny_models import tiny_sd_pipeline
 from tiny_transformers import (
     tiny_dit_pipeline,
     tiny_flux_pipeline,
@@ -73,8 +73,8 @@ def test_replayed_guided_prediction_is_what_the_pipeline_steps_with(family):
         torch.testing.assert_close(replayed[:, step], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_the_original_has_zero_error_and_a_removed_unit_does_not():
-    pipeline = tiny_sd_pipeline()
+def test_the_original_has_zero_error_and_a_removed_unit_does_not(sd):
+    pipeline = sd
     context = _context(pipeline, prompts=PROMPTS)
     objective = guided_objective(context)
     pairs = torch.arange(12)
@@ -91,8 +91,8 @@ def _mean_rank_of(scores, names):
 
 
 @pytest.mark.parametrize("criterion", ["output-loss", "taylor"])
-def test_cross_attention_matters_more_under_the_guided_objective_than_under_the_denoising_loss(criterion):
-    pipeline = tiny_sd_pipeline()
+def test_cross_attention_matters_more_under_the_guided_objective_than_under_the_denoising_loss(sd, criterion):
+    pipeline = sd
     ranks = {}
     for objective in ("denoising-loss", "guided"):
         context = _context(pipeline, prompts=["a 1", "a 2", "b 3", "b 4"])
@@ -127,8 +127,8 @@ def test_a_bf16_pipeline_prunes_with_the_guided_objective(criterion):
     assert len(set(result.scores.values())) > 1
 
 
-def test_an_unconditional_pipeline_compares_its_plain_prediction():
-    context = _context(tiny_ddpm_pipeline())
+def test_an_unconditional_pipeline_compares_its_plain_prediction(ddpm):
+    context = _context(ddpm)
     objective = guided_objective(context)
     assert not objective.guided and objective.teacher_direction is None
     assert objective.teacher_guided.shape == (4 * 3, 1, 16, 16)

@@ -1,5 +1,4 @@
 import pytest
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 from diffprune.errors import DiffpruneError
 from diffprune.models.prompts import default_prompts, read_prompts
@@ -16,8 +15,7 @@ def test_prompt_files(tmp_path):
         read_prompts(tmp_path / "missing.txt")
 
 
-def test_defaults_by_pipeline(tmp_path):
-    sd = tiny_sd_pipeline()
+def test_defaults_by_pipeline(ddpm, sd, tmp_path):
     assert len(default_prompts(sd, None)) >= 64, "the general calibration list"
     assert all(
         "digit" in p
@@ -25,7 +23,7 @@ def test_defaults_by_pipeline(tmp_path):
         or any(c.isdigit() for c in p)
         for p in default_prompts(sd, "digits-t2i")
     )
-    assert default_prompts(tiny_ddpm_pipeline()) is None
+    assert default_prompts(ddpm) is None
     sd.save_pretrained(tmp_path / "sd")
     (tmp_path / "sd" / "calibration_prompts.txt").write_text("a 1\na 2\n")
     from diffusers import DiffusionPipeline

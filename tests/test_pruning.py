@@ -43,16 +43,16 @@ def test_budget_is_met_on_the_cut_model_and_zero_effect_unit_goes_first():
     assert type(pipeline.unet).__name__ == "UNet2DModel", "the input pipeline stays untouched"
 
 
-def test_progressive_rounds_rescore_what_is_left():
-    result = _prune(tiny_ddpm_pipeline(), keep_macs=0.7, rounds=2)
+def test_progressive_rounds_rescore_what_is_left(ddpm):
+    result = _prune(ddpm, keep_macs=0.7, rounds=2)
     rounds = {row["scored_in_round"] for row in result.report["units"] if row["score"] is not None}
     assert rounds == {0, 1}
     assert result.report["kept_fraction"]["macs"] <= 0.7
 
 
-def test_interrupted_scoring_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_interrupted_scoring_resumes_to_the_same_result(ddpm, tmp_path, monkeypatch):
     exhaustive = get_criterion("ld-pruner", allocation="exhaustive")  # scores stored group by group
-    uninterrupted = _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3)
+    uninterrupted = _prune(ddpm, exhaustive, keep_macs=0.7, variants_per_batch=3)
     original_put = ScoreStore.put_many
     calls = {"count": 0}
 
@@ -64,17 +64,17 @@ def test_interrupted_scoring_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ScoreStore, "put_many", put_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
+        _prune(ddpm, exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
     monkeypatch.setattr(ScoreStore, "put_many", original_put)
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert len(saved["rounds"]["0"]) == 6, "two groups of three were stored before the interrupt"
-    resumed = _prune(tiny_ddpm_pipeline(), exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
+    resumed = _prune(ddpm, exhaustive, keep_macs=0.7, variants_per_batch=3, work_dir=tmp_path)
     assert resumed.removed == uninterrupted.removed
     assert resumed.scores == pytest.approx(uninterrupted.scores)
 
 
-def test_saved_result_reloads_with_stock_diffusers(tmp_path):
-    result = _prune(tiny_ddpm_pipeline(), num_units=2)
+def test_saved_result_reloads_with_stock_diffusers(ddpm, tmp_path):
+    result = _prune(ddpm, num_units=2)
     folder = result.save(tmp_path / "out")
     report = json.loads((folder / "pruning_report.json").read_text())
     assert report["removed_units"] == result.removed
@@ -87,25 +87,25 @@ def test_saved_result_reloads_with_stock_diffusers(tmp_path):
         result.save(folder)
 
 
-def test_an_empty_unit_filter_bad_rounds_and_a_loose_budget_are_user_errors():
+def test_an_empty_unit_filter_bad_rounds_and_a_loose_budget_are_user_errors(ddpm):
     with pytest.raises(DiffpruneError, match="unit_filter` leaves no candidate unit; kinds of units here: .*resnet"):
-        _prune(tiny_ddpm_pipeline(), unit_filter=lambda unit: unit.kind == "transformer_block")
+        _prune(ddpm, unit_filter=lambda unit: unit.kind == "transformer_block")
     with pytest.raises(DiffpruneError, match="rounds"):
-        _prune(tiny_ddpm_pipeline(), rounds=0)
+        _prune(ddpm, rounds=0)
     with pytest.raises(DiffpruneError, match="variants_per_batch"):
-        _prune(tiny_ddpm_pipeline(), variants_per_batch=0)
+        _prune(ddpm, variants_per_batch=0)
     with pytest.raises(DiffpruneError, match="must be a Budget"):
-        prune(tiny_ddpm_pipeline(), "magnitude", 0.7)
+        prune(ddpm, "magnitude", 0.7)
     with pytest.raises(
         DiffpruneError, match="has no option stats; its options: statistic, allocation, variants_per_batch"
     ):
         get_criterion("ld-pruner", stats="paired")
     with pytest.raises(DiffpruneError, match="an object with score"):
-        prune(tiny_ddpm_pipeline(), object())
+        prune(ddpm, object())
 
 
-def test_unit_filter_limits_the_candidates():
-    result = _prune(tiny_ddpm_pipeline(), "magnitude", num_units=2, unit_filter=lambda unit: unit.kind == "resnet")
+def test_unit_filter_limits_the_candidates(ddpm):
+    result = _prune(ddpm, "magnitude", num_units=2, unit_filter=lambda unit: unit.kind == "resnet")
     kinds = {unit["name"]: unit["kind"] for unit in result.report["units"]}
     assert len(result.removed) == 2 and all(kinds[name] == "resnet" for name in result.removed)
 
@@ -156,11 +156,11 @@ class ScoresByName:
         return {unit.name: float(len(unit.name)) for unit in candidates}
 
 
-def test_a_users_own_criterion_needs_no_registration(tmp_path):
-    widest = _prune(tiny_ddpm_pipeline(), WidestFirst(), num_units=1, work_dir=tmp_path)
+def test_a_users_own_criterion_needs_no_registration(ddpm, tmp_path):
+    widest = _prune(ddpm, WidestFirst(), num_units=1, work_dir=tmp_path)
     units = widest.report["units"]
     assert widest.removed == [max(units, key=lambda unit: unit["params"])["name"]]
     assert widest.report["settings"]["criterion"] == "WidestFirst"
-    by_name = _prune(tiny_ddpm_pipeline(), ScoresByName(), num_units=1)
+    by_name = _prune(ddpm, ScoresByName(), num_units=1)
     shortest = min((u["name"] for u in by_name.report["units"]), key=len)
     assert len(by_name.removed[0]) == len(shortest)

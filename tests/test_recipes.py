@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_models import tiny_sdxl_pipeline
 
 import diffprune
 
@@ -29,13 +29,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def sd_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
-    tiny_sd_pipeline().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

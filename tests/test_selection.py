@@ -1,7 +1,7 @@
 import pytest
 
 from diffprune.errors import DiffpruneError
-from diffprune.pruning.selection import Budget, removable_maximum, select_units
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, removable_maximum, select_units
 from diffprune.structure.units import Unit
 
 
@@ -40,7 +40,7 @@ def test_budget_validation():
         Budget(keep_macs=1.5)
     with pytest.raises(DiffpruneError, match="one budget"):
         Budget(keep_macs=0.5, num_units=3)
-    assert Budget.default_if_empty().keep_macs == 0.7
+    assert DEFAULT_BUDGET == Budget(keep_macs=0.7)
 
 
 def test_unit_count_budget_and_progressive_slices():

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import tiny_ddpm_pipeline, tiny_sd_pipeline
 
 import diffprune
 from diffprune.errors import DiffpruneError
@@ -23,12 +22,10 @@ def _write_images(folder, count, size, mode):
     return folder
 
 
-def test_pixel_and_latent_pipelines_encode_to_their_unet_input(tmp_path):
-    ddpm = tiny_ddpm_pipeline()
+def test_pixel_and_latent_pipelines_encode_to_their_unet_input(sd, ddpm, tmp_path):
     folder = _write_images(tmp_path / "gray", 3, 20, "L")
     latents = encode_images(ddpm, image_files(folder))
     assert latents.shape == (3, 1, 16, 16) and latents.min() >= -1 and latents.max() <= 1
-    sd = tiny_sd_pipeline()
     folder = _write_images(tmp_path / "rgb", 2, 40, "RGB")
     assert encode_images(sd, image_files(folder)).shape == (2, 4, 16, 16)
 
@@ -44,8 +41,8 @@ def test_captions_come_from_captions_txt_or_sidecars(tmp_path):
     assert read_captions(image_files(folder)) == ["a 1", "a 2"]
 
 
-def test_distillation_and_criteria_train_on_the_user_images(tmp_path):
-    teacher = tiny_ddpm_pipeline()
+def test_distillation_and_criteria_train_on_the_user_images(ddpm, tmp_path):
+    teacher = ddpm
     folder = _write_images(tmp_path / "images", 4, 16, "L")
     settings = CalibrationSettings(num_samples=4, num_inference_steps=2, images=str(folder))
     assert torch.equal(adapter_for(teacher, settings).user_latents(), encode_images(teacher, image_files(folder)))

@@ -4,7 +4,7 @@ or name no unit are one-line errors."""
 
 import pytest
 import torch
-from tiny_transformers import TINY_TRANSFORMERS
+from tiny_transformers import TINY_TRANSFORMERS, model_and_inputs
 
 from diffprune.errors import DiffpruneError
 from diffprune.structure.gates import gated, removal_values
@@ -12,14 +12,8 @@ from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import RESIDUAL_BRANCH, TWO_STREAM_BRANCH, find_units
 
 
-def _model_and_inputs(family):
-    torch.manual_seed(0)
-    model, make_inputs = TINY_TRANSFORMERS[family]()
-    return model.eval(), make_inputs(torch.Generator().manual_seed(1))
-
-
 def test_a_depth_cut_of_a_branch_cut_renumbers_and_forgets_its_branches():
-    model, inputs = _model_and_inputs("sd3")
+    model, inputs = model_and_inputs(TINY_TRANSFORMERS["sd3"])
     first = remove_units(model, ["transformer_blocks.1.ff", "transformer_blocks.3.attn"])
     second = remove_units(first, ["transformer_blocks.1", "transformer_blocks.2.ff_context"])
     assert second.config.num_layers == 4
@@ -36,7 +30,7 @@ def test_a_depth_cut_of_a_branch_cut_renumbers_and_forgets_its_branches():
 
 
 def test_a_block_and_a_branch_inside_it_are_one_line_errors():
-    model, _ = _model_and_inputs("pixart")
+    model, _ = model_and_inputs(TINY_TRANSFORMERS["pixart"])
     with pytest.raises(DiffpruneError, match="lies inside transformer_blocks.1"):
         remove_units(model, ["transformer_blocks.1", "transformer_blocks.1.ff"])
     with pytest.raises(DiffpruneError, match="not a prunable unit"):

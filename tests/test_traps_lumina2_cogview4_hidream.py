@@ -5,6 +5,7 @@ import copy
 import dataclasses
 
 import torch
+from tiny_transformers import model_and_inputs
 from torch import nn
 
 from diffprune.families import family_of
@@ -14,14 +15,6 @@ from diffprune.structure.removal import RESIDUAL_BLOCK
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.transformer_depth import bypassed
 from diffprune.structure.units import find_units, is_depth_unit
-
-
-def _model_and_inputs(build, dtype=torch.float32):
-    torch.manual_seed(0)
-    model, make_inputs = build()
-    model = model.eval().to(dtype)
-    inputs = make_inputs(torch.Generator().manual_seed(1))
-    return model, {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
 
 
 def _output(model, inputs):
@@ -35,7 +28,7 @@ def _output(model, inputs):
 def test_lumina2_branches_are_gated_after_their_rmsnorms_where_a_half_gate_shows():
     from tiny_lumina2 import tiny_lumina2
 
-    model, inputs = _model_and_inputs(tiny_lumina2)
+    model, inputs = model_and_inputs(tiny_lumina2)
     units = {u.name: u for u in find_units(model, inputs)}
     attention, feed_forward = units["layers.1.attn"], units["layers.1.feed_forward"]
     assert (attention.gate_at, feed_forward.gate_at) == ("layers.1.norm2", "layers.1.ffn_norm2")
@@ -62,7 +55,7 @@ def test_lumina2_refiners_share_a_count_so_their_blocks_are_cut_in_place():
     from diffusers import Lumina2Transformer2DModel
     from tiny_lumina2 import tiny_lumina2
 
-    model, inputs = _model_and_inputs(tiny_lumina2)
+    model, inputs = model_and_inputs(tiny_lumina2)
     units = find_units(model, inputs)
     refiners = [u for u in units if u.kind == "refiner_block"]
     assert [u.name for u in refiners] == [f"{s}.{i}" for s in ("context_refiner", "noise_refiner") for i in (0, 1)]
@@ -87,7 +80,7 @@ def test_lumina2_refiners_share_a_count_so_their_blocks_are_cut_in_place():
 def test_lumina2_prediction_is_the_velocity_at_lumina_time():
     from tiny_lumina2 import tiny_lumina2
 
-    model, inputs = _model_and_inputs(tiny_lumina2)
+    model, inputs = model_and_inputs(tiny_lumina2)
     family = family_of(model)
 
     class Pipeline:  # what predict reads off the pipeline: its scheduler's training length
@@ -115,7 +108,7 @@ def _block_streams(model, inputs, block="transformer_blocks.1"):
 def test_cogview4_one_feed_forward_serves_both_streams_and_its_gate_and_cut_act_on_both_calls():
     from tiny_cogview4 import tiny_cogview4
 
-    model, inputs = _model_and_inputs(tiny_cogview4)
+    model, inputs = model_and_inputs(tiny_cogview4)
     units = find_units(model, inputs)
     name = "transformer_blocks.1.ff"
     assert {u.name: u.kind for u in units}[name] == "feed_forward"
@@ -160,7 +153,7 @@ def test_cogview4_conditioning_of_prompts_of_different_lengths_stacks_in_any_ord
 def _hidream():
     from tiny_hidream import tiny_hidream
 
-    return _model_and_inputs(tiny_hidream)
+    return model_and_inputs(tiny_hidream)
 
 
 def _naive_depth_cut(model, removed):

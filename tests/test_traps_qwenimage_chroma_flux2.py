@@ -6,50 +6,17 @@ made an exact identity by zeroing the weights that write its residual updates)."
 
 import pytest
 import torch
+from naive_cuts import naive_depth_cut, zeroed
 from tiny_chroma import tiny_chroma
 from tiny_flux2 import tiny_flux2
 from tiny_qwenimage import tiny_qwenimage
+from tiny_transformers import model_and_inputs
 
 from diffprune.structure.gates import gated, removal_values, variant_values
 from diffprune.structure.hooks import watch
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.transformer_depth import bypassed
 from diffprune.structure.units import find_units
-
-
-def _model_and_inputs(build, *args):
-    torch.manual_seed(0)
-    model, make_inputs = build(*args)
-    return model.eval(), make_inputs(torch.Generator().manual_seed(1))
-
-
-def naive_depth_cut(model, stack: str, index: int, count_key: str):
-    """The stock class with `count_key` lowered and block `index` of `stack` deleted (the later ones renumbered),
-    nothing else edited: what a user gets by editing config.json and the state dict."""
-    config = {key: value for key, value in model.config.items() if not key.startswith("_")}
-    config[count_key] -= 1
-    naive = type(model).from_config(config).eval()
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith(stack + "."):
-            position, rest = key[len(stack) + 1 :].split(".", 1)
-            if int(position) == index:
-                continue
-            key = f"{stack}.{int(position) - (int(position) > index)}.{rest}"
-        state[key] = value
-    naive.load_state_dict(state, strict=True)
-    return naive
-
-
-def _zeroed(model, parameter_names):
-    """A copy of `model` with these parameters set to zero."""
-    copy = type(model).from_config(model.config).eval()
-    copy.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        for name in parameter_names:
-            copy.get_parameter(name).zero_()
-    return copy
-
 
 # --- Chroma --------------------------------------------------------------------------------------------------
 # The approximator makes every block's modulation from a per-slot input (time_text_embed.mod_proj, computed at
@@ -69,7 +36,7 @@ def _zeroed(model, parameter_names):
 def test_chroma_naive_depth_cut_runs_but_differs_from_the_bypass_while_diffprunes_cut_equals_it(
     stack, index, count_key
 ):
-    model, inputs = _model_and_inputs(tiny_chroma)
+    model, inputs = model_and_inputs(tiny_chroma)
     block = f"{stack}.{index}"
     with torch.no_grad():
         with bypassed(model, [block]):
@@ -87,7 +54,7 @@ def test_chroma_naive_depth_cut_runs_but_differs_from_the_bypass_while_diffprune
 
 
 def test_chroma_blocks_are_cut_in_place_and_the_approximator_keeps_every_slot():
-    model, inputs = _model_and_inputs(tiny_chroma)
+    model, inputs = model_and_inputs(tiny_chroma)
     units = find_units(model, inputs)
     blocks = [u for u in units if u.kind in ("transformer_block", "single_transformer_block")]
     assert len(blocks) == 3 + 4 and all(u.cut == "replace" for u in blocks)
@@ -105,8 +72,8 @@ QWEN_MODULATION = ("img_mod.1.weight", "img_mod.1.bias", "txt_mod.1.weight", "tx
 
 @pytest.mark.parametrize("zero_cond_t", [False, True])
 def test_qwenimage_depth_cut_equals_the_block_made_an_identity_in_the_stock_forward(zero_cond_t):
-    model, inputs = _model_and_inputs(tiny_qwenimage, zero_cond_t)
-    identity = _zeroed(model, [f"transformer_blocks.1.{name}" for name in QWEN_MODULATION])
+    model, inputs = model_and_inputs(tiny_qwenimage, zero_cond_t)
+    identity = zeroed(model, [f"transformer_blocks.1.{name}" for name in QWEN_MODULATION])
     with torch.no_grad():
         reference = identity(**inputs).sample
         with bypassed(model, ["transformer_blocks.1"]):  # the bypass hands back (text, image) in that order
@@ -120,7 +87,7 @@ def test_qwenimage_depth_cut_equals_the_block_made_an_identity_in_the_stock_forw
 def test_qwenimage_zero_cond_t_doubles_only_the_timestep_batch_and_per_sample_gates_still_hold():
     """zero_cond_t runs the modulation on twice the batch (the second half at t = 0); block streams keep the
     image batch, so one gate value per sample still governs that sample."""
-    model, inputs = _model_and_inputs(tiny_qwenimage, True)
+    model, inputs = model_and_inputs(tiny_qwenimage, True)
     units = find_units(model, inputs)
     kinds = {u.name: u.kind for u in units}
     assert kinds["transformer_blocks.0.txt_mlp"] == "context_feed_forward"
@@ -158,8 +125,8 @@ def test_qwenimage_zero_cond_t_doubles_only_the_timestep_batch_and_per_sample_ga
     ],
 )
 def test_flux2_depth_cut_equals_the_block_made_an_identity_in_the_stock_forward(block, zeroed):
-    model, inputs = _model_and_inputs(tiny_flux2)
-    identity = _zeroed(model, [f"{block}.{name}" for name in zeroed])
+    model, inputs = model_and_inputs(tiny_flux2)
+    identity = zeroed(model, [f"{block}.{name}" for name in zeroed])
     with torch.no_grad():
         reference = identity(**inputs).sample
         with bypassed(model, [block]):  # the streams the block's call carries, in the order it returns them
@@ -171,7 +138,7 @@ def test_flux2_depth_cut_equals_the_block_made_an_identity_in_the_stock_forward(
 
 
 def test_flux2_single_blocks_hold_no_branch_units_because_their_parallel_attention_is_the_whole_block():
-    model, inputs = _model_and_inputs(tiny_flux2)
+    model, inputs = model_and_inputs(tiny_flux2)
     units = find_units(model, inputs)
     assert not [u.name for u in units if u.name.startswith("single_transformer_blocks.") and u.name.count(".") > 1]
     block = "single_transformer_blocks.1"

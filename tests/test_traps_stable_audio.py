@@ -6,47 +6,14 @@ made an exact identity by zeroing the weights that write its residual updates)."
 
 import pytest
 import torch
+from naive_cuts import naive_depth_cut, zeroed
 from tiny_stable_audio import tiny_stable_audio
+from tiny_transformers import model_and_inputs
 
 from diffprune.structure.gates import gated, removal_values
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.transformer_depth import bypassed
 from diffprune.structure.units import find_units
-
-
-def _model_and_inputs(build, *args):
-    torch.manual_seed(0)
-    model, make_inputs = build(*args)
-    return model.eval(), make_inputs(torch.Generator().manual_seed(1))
-
-
-def naive_depth_cut(model, stack: str, index: int, count_key: str):
-    """The stock class with `count_key` lowered and block `index` of `stack` deleted (the later ones renumbered),
-    nothing else edited: what a user gets by editing config.json and the state dict."""
-    config = {key: value for key, value in model.config.items() if not key.startswith("_")}
-    config[count_key] -= 1
-    naive = type(model).from_config(config).eval()
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.startswith(stack + "."):
-            position, rest = key[len(stack) + 1 :].split(".", 1)
-            if int(position) == index:
-                continue
-            key = f"{stack}.{int(position) - (int(position) > index)}.{rest}"
-        state[key] = value
-    naive.load_state_dict(state, strict=True)
-    return naive
-
-
-def _zeroed(model, parameter_names):
-    """A copy of `model` with these parameters set to zero."""
-    copy = type(model).from_config(model.config).eval()
-    copy.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        for name in parameter_names:
-            copy.get_parameter(name).zero_()
-    return copy
-
 
 # --- Stable Audio --------------------------------------------------------------------------------------------
 # No trap in the depth cut: every block gets the same rotary embedding, text states and attention masks, and the
@@ -64,11 +31,11 @@ STABLE_AUDIO_WRITERS = {
 
 
 def _stable_audio_silenced(model, block: str, branches=tuple(STABLE_AUDIO_WRITERS)):
-    return _zeroed(model, [f"{block}.{name}" for branch in branches for name in STABLE_AUDIO_WRITERS[branch]])
+    return zeroed(model, [f"{block}.{name}" for branch in branches for name in STABLE_AUDIO_WRITERS[branch]])
 
 
 def test_stable_audio_depth_cut_naive_cut_and_bypass_all_equal_the_block_silenced_in_place():
-    model, inputs = _model_and_inputs(tiny_stable_audio)
+    model, inputs = model_and_inputs(tiny_stable_audio)
     with torch.no_grad():
         reference = _stable_audio_silenced(model, "transformer_blocks.1")(**inputs).sample
         assert not torch.allclose(model(**inputs).sample, reference, atol=1e-4)  # block 1 did something
@@ -84,7 +51,7 @@ def test_stable_audio_depth_cut_naive_cut_and_bypass_all_equal_the_block_silence
     ("leaf", "kind"), [("attn1", "self_attention"), ("attn2", "cross_attention"), ("ff", "feed_forward")]
 )
 def test_stable_audio_a_branch_gated_off_equals_the_branch_silenced_in_place(leaf, kind):
-    model, inputs = _model_and_inputs(tiny_stable_audio)
+    model, inputs = model_and_inputs(tiny_stable_audio)
     units = find_units(model, inputs)
     name = f"transformer_blocks.2.{leaf}"
     assert {unit.name: unit.kind for unit in units}[name] == kind

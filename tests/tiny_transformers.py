@@ -151,6 +151,22 @@ def tiny_sana(sample_size: int = 8):
 TINY_TRANSFORMERS = {"pixart": tiny_pixart, "dit": tiny_dit, "sd3": tiny_sd3, "flux": tiny_flux, "sana": tiny_sana}
 
 
+def model_and_inputs(build, *args, dtype: torch.dtype | None = None):
+    """`build(*args)`'s model (weights from seed 0, in eval mode) and its inputs (from a generator seeded 1); with
+    `dtype`, the model and the inputs' floating tensors in that dtype. Every builder of a tiny denoiser in these
+    tests returns (model, make_inputs) as TINY_TRANSFORMERS' do."""
+    torch.manual_seed(0)
+    model, make_inputs = build(*args)
+    model = model.eval()
+    inputs = make_inputs(torch.Generator().manual_seed(1))
+    if dtype is None:
+        return model, inputs
+    floating = {
+        key: value.to(dtype) for key, value in inputs.items() if torch.is_tensor(value) and value.is_floating_point()
+    }
+    return model.to(dtype), {**inputs, **floating}
+
+
 def _dpm_solver_linear_betas():
     """DPM-Solver++ over DDPM's linear betas, as PixArt ships and as DiT's documentation swaps in."""
     from diffusers import DPMSolverMultistepScheduler

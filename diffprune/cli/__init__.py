@@ -7,10 +7,13 @@ May import anything in diffprune; nothing in diffprune imports the CLI.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import warnings
 from importlib import import_module
 
+from diffprune.distributed import end_processes
 from diffprune.errors import DiffpruneError
 
 COMMANDS = ["units", "prune", "eval", "compare", "distill", "demo", "export", "lora"]
@@ -33,13 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Library chatter (missing torchvision, deprecations) would bury our one-line messages."""
-    import os
-    import warnings
-
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # after the variables above, which diffusers reads when first imported; and `--help` never loads it
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every load
@@ -85,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # --help and usage errors exit here, before any model library loads
     quiet_libraries()
-    from diffprune.distributed import end_processes
 
     finished = False
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from diffprune.cli.evaluation_options import add_evaluation_options, read_prompts_option, settings_from_args
+from diffprune.errors import DiffpruneError
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from diffprune.errors import DiffpruneError
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.comparison import compare_and_report
 
     if len(args.models) < 2:

@@ -8,11 +8,16 @@ use the eval/ benchmarks for numbers worth quoting).
 
 from __future__ import annotations
 
+import base64
+import html
 import time
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.cli.prune import print_summary
 from diffprune.errors import DiffpruneError
+from diffprune.outputs import check_new_output
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, check_reachable
 
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps, evaluation samples)
@@ -28,7 +33,7 @@ def register(subparsers) -> None:
         "demo", help="prune the bundled models and show the trade-off (what `make demo` runs)"
     )
     parser.add_argument("--out", default="demo-output", help="output folder (must be new; default demo-output)")
-    parser.add_argument("--keep-macs", type=float, default=0.7)
+    parser.add_argument("--keep-macs", type=float, default=DEFAULT_BUDGET.keep_macs)
     parser.add_argument("--criterion", "--method", dest="criterion", default="ld-pruner")
     parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated bundled names")
     add_device_options(
@@ -40,14 +45,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from diffprune.cli.prune import print_summary
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.comparison import compare_and_report
     from diffprune.models.adapters import CalibrationSettings
     from diffprune.models.loading import load_pipeline
     from diffprune.models.prompts import default_prompts
-    from diffprune.outputs import check_new_output
     from diffprune.pruning.prune import prune
-    from diffprune.pruning.selection import Budget
 
     device, dtype = device_and_dtype_from_args(args)
     out = check_new_output(args.out)
@@ -89,8 +92,8 @@ def run(args) -> int:
 
 def check_budgets(names: list[str], keep_macs: float) -> None:
     """Fail before any work if a model cannot reach the budget (the error says what it can reach)."""
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.pruning.selection import Budget, check_reachable
     from diffprune.structure.costs import count_macs, pipeline_cost_inputs
     from diffprune.structure.denoiser import denoiser_of
     from diffprune.structure.units import find_units
@@ -106,9 +109,7 @@ def check_budgets(names: list[str], keep_macs: float) -> None:
 
 def write_index(out: Path, sections: list[dict], args) -> Path:
     """One page for a person: each model's summary table and comparison grid, linking the full reports."""
-    import base64
-    import html
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.html_report import metrics_table
 
     parts = [

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from diffprune.devices import DTYPES
+from diffprune.devices import DTYPES, resolve_device, torch_dtype
+from diffprune.distributed import process_state
 
 
 def add_device_options(parser, dtype_help: str) -> None:
@@ -15,9 +16,6 @@ def add_device_options(parser, dtype_help: str) -> None:
 def device_and_dtype_from_args(args):
     """(device, torch dtype or None), checked before any work: a bad combination is a one-line error (exit 2).
     The process group (under accelerate launch) forms on that device, so `--device cpu` talks over gloo."""
-    from diffprune.devices import resolve_device, torch_dtype
-    from diffprune.distributed import process_state
-
     device = resolve_device(args.device)
     dtype = torch_dtype(args.dtype, device)
     process_state(device)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.cli.prune import add_calibration_arguments, calibration_from_args
+from diffprune.distributed import is_main_process
+from diffprune.errors import DiffpruneError
+from diffprune.outputs import check_new_output, staged_output, write_json_atomically
 
 
 def register(subparsers) -> None:
@@ -31,7 +37,6 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
-    from diffprune.cli.prune import add_calibration_arguments
 
     add_calibration_arguments(parser)
     add_device_options(
@@ -42,8 +47,6 @@ def register(subparsers) -> None:
 
 
 def parse_weights(text: str) -> tuple[float, float, float]:
-    from diffprune.errors import DiffpruneError
-
     try:
         task, output, feature = (float(part) for part in text.split(","))
     except ValueError:
@@ -52,9 +55,8 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 
 
 def run(args) -> int:
-    from diffprune.cli.prune import calibration_from_args
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.outputs import check_new_output
     from diffprune.pruning.prune import WORK_FOLDER
     from diffprune.recovery.distillation import DistillSettings, distill
 
@@ -78,7 +80,6 @@ def run(args) -> int:
     pipeline, history = distill(
         student, teacher, settings, calibration_from_args(args, teacher), work_dir=out / WORK_FOLDER
     )
-    from diffprune.distributed import is_main_process
 
     if is_main_process():
         save_distilled(pipeline, history, settings, args, out)
@@ -89,12 +90,9 @@ def run(args) -> int:
 
 
 def save_distilled(pipeline, history, settings, args, out: Path) -> None:
-    import shutil
-    from dataclasses import asdict
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.model_card import write_removed_units_record
     from diffprune.models.saved_cuts import save_pipeline
-    from diffprune.outputs import staged_output, write_json_atomically
     from diffprune.pruning.prune import WORK_FOLDER
     from diffprune.structure.denoiser import denoiser_of
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from diffprune.cli.evaluation_options import add_evaluation_options, read_prompts_option, settings_from_args
+from diffprune.models import zoo
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="measure quality, speed and cost of a model (against a reference)")
-    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument("--reference", help="the model to compare with (usually the unpruned original)")
     parser.add_argument(
         "--metrics",
@@ -19,8 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import json
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.running import evaluate
     from diffprune.evaluation.tables import format_table, summary_row
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.evaluation.metrics.clip_score import DEFAULT_CLIP_MODEL
+from diffprune.models import zoo
 
 
 def add_evaluation_options(parser, default_num_samples) -> None:
+    models_of_clip = {}
+    for model, clip in zoo.CLIP_MODELS.items():
+        models_of_clip.setdefault(clip, []).append(model)
+    bundled_clip = ", ".join(f"{clip} for {' and '.join(models)}" for clip, models in models_of_clip.items())
     samples = parser.add_argument_group("samples")
     samples.add_argument(
         "--prompts", help="text file, one prompt per line (text-to-image/audio; default: bundled or generic)"
@@ -25,7 +31,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     quality.add_argument("--real-images", help="folder of real images (or WAV files for audio) for FID against data")
     quality.add_argument(
         "--fid-features",
-        help="FID feature network: inception, digits-features, tones-features or a "
+        help=f"FID feature network: inception, {', '.join(zoo.feature_networks())} or a "
         "FeatureClassifier folder (default: the bundled one matching a bundled model, else inception)",
     )
     quality.add_argument(
@@ -33,7 +39,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
     )
     quality.add_argument(
         "--clip-model",
-        help="CLIP hub id or folder (default: digits-clip for digits-t2i and digits-sd3, else openai/clip-vit-large-patch14)",
+        help=f"CLIP hub id or folder (default: {bundled_clip}, else {DEFAULT_CLIP_MODEL})",
     )
     quality.add_argument(
         "--clap-model", help="CLAP hub id or folder for text-to-audio (default: laion/clap-htsat-unfused)"
@@ -64,6 +70,7 @@ def add_evaluation_options(parser, default_num_samples) -> None:
 
 def settings_from_args(args) -> dict:
     """Keyword arguments for EvaluationSettings (metrics, num_samples and prompts are up to each command)."""
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.evaluation.latency import LatencySettings
 
     device, _ = device_and_dtype_from_args(args)
@@ -93,6 +100,7 @@ def settings_from_args(args) -> dict:
 
 
 def read_prompts_option(args):
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.prompts import read_prompts
 
     return read_prompts(args.prompts) if args.prompts else None

@@ -3,6 +3,9 @@ the removed units can be said in a plain config (see diffprune/export.py); loads
 
 from __future__ import annotations
 
+from diffprune.errors import DiffpruneError
+from diffprune.outputs import check_new_output, staged_output
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,11 +17,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from diffprune.errors import DiffpruneError
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.components import with_unet
     from diffprune.models.loading import load_pipeline
     from diffprune.models.model_card import write_removed_units_record
-    from diffprune.outputs import check_new_output, staged_output
     from diffprune.structure.export import export_plain
 
     out = check_new_output(args.out)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from diffprune.errors import DiffpruneError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -15,9 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from diffprune.errors import DiffpruneError
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.recovery.lora import adapt_lora
 
     out = Path(args.out)

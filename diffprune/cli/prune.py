@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
+from diffprune.criteria import available_criteria, get_criterion, parse_option_values
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
+from diffprune.models import zoo
+from diffprune.outputs import check_new_output
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
 
 
 def add_calibration_arguments(parser) -> None:
@@ -27,15 +32,13 @@ def add_calibration_arguments(parser) -> None:
 
 
 def register(subparsers) -> None:
-    from diffprune.criteria import available_criteria
-
     criteria = available_criteria()
     parser = subparsers.add_parser(
         "prune",
         help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
         description=f"Criteria (--criterion): {', '.join(criteria)}.",
     )
-    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument(
         "--criterion",
         "--method",
@@ -53,7 +56,7 @@ def register(subparsers) -> None:
         help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow, "
         "objective=denoising-loss for gradflow, taylor and output-loss)",
     )
-    budget = parser.add_argument_group("budget (one of; default --keep-macs 0.7)")
+    budget = parser.add_argument_group(f"budget (one of; default --keep-macs {DEFAULT_BUDGET.keep_macs})")
     budget.add_argument(
         "--keep-macs", type=float, help="fraction of the denoiser's (UNet's or transformer's) MACs to keep"
     )
@@ -80,16 +83,12 @@ def register(subparsers) -> None:
 
 
 def criterion_from_args(args):
-    from diffprune.criteria import get_criterion, parse_option_values
-
     return get_criterion(args.criterion, **parse_option_values(args.criterion, args.criterion_option))
 
 
 def budget_from_args(args):
-    from diffprune.pruning.selection import Budget
-
     if args.keep_macs is None and args.keep_params is None and args.num_units is None:
-        return Budget(keep_macs=0.7)
+        return DEFAULT_BUDGET
     return Budget(keep_macs=args.keep_macs, keep_params=args.keep_params, num_units=args.num_units)
 
 
@@ -97,6 +96,7 @@ def kinds_filter(kinds: str | None):
     """--kinds a,b -> a unit filter that keeps units of those kinds (None: every unit)."""
     if not kinds:
         return None
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.structure.units import UNIT_KINDS
 
     wanted = set(kinds.split(","))
@@ -109,6 +109,7 @@ def kinds_filter(kinds: str | None):
 
 
 def calibration_from_args(args, pipeline):
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.adapters import CalibrationSettings
     from diffprune.models.prompts import default_prompts, read_prompts
 
@@ -124,8 +125,8 @@ def calibration_from_args(args, pipeline):
 
 
 def run(args) -> int:
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.outputs import check_new_output
     from diffprune.pruning.prune import WORK_FOLDER, prune
 
     device, _ = device_and_dtype_from_args(args)
@@ -145,7 +146,6 @@ def run(args) -> int:
         dtype=args.dtype,
     )
     result.save(out)
-    from diffprune.distributed import is_main_process
 
     if is_main_process():
         print_summary(result.report)

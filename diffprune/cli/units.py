@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
+from diffprune.models import zoo
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("units", help="list the prunable units of a pipeline's UNet")
-    parser.add_argument("model", help="pipeline folder, hub id, or bundled name (digits-t2i, digits-ddpm, tones-audio)")
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    import json
-
+    # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
     from diffprune.structure.costs import count_macs, pipeline_cost_inputs
     from diffprune.structure.denoiser import denoiser_of

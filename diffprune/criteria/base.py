@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
 
 from diffprune.criteria.score_store import ScoreStore
+from diffprune.distributed import process_state
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import TaskAdapter
 from diffprune.models.trajectory import Trajectory, recording_trajectory
+from diffprune.pruning.selection import select_units
 from diffprune.structure.units import Unit
 
 
@@ -41,8 +43,6 @@ class ScoringContext:
     def select(self, scores: dict[str, float], removed: list[Unit], round_index: int) -> list[Unit]:
         """The units this round's selection removes given `scores` (besides `removed`): what prune() does with
         the scores, so criteria that allocate work by the budget line (LD-Pruner's adaptive samples) see it."""
-        from diffprune.pruning.selection import select_units
-
         return select_units(
             self.units,
             scores,
@@ -120,11 +120,8 @@ class Criterion:
         return {unit.name: context.store.get(round_index, unit.name) for unit in candidates}
 
     def _score_distributed(self, context, pending, removed, round_index) -> None:
-        from dataclasses import replace
-
+        # deferred: accelerate loads only when scoring runs on several processes
         from accelerate.utils import gather_object
-
-        from diffprune.distributed import process_state
 
         state = process_state()
         if state.num_processes == 1 or not self.splits_across_processes:

@@ -38,7 +38,7 @@ from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objectiv
 from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
-from diffprune.pruning.selection import Budget, select_units, unit_cost
+from diffprune.pruning.selection import DEFAULT_BUDGET, select_units, unit_cost
 from diffprune.structure.gates import gated, removal_values, variant_values
 
 MARKING_RULES = ("gradient-flow", "energy", "mask")
@@ -87,21 +87,21 @@ class GradFlow(Criterion):
             raise DiffpruneError(f"unknown marking rule {self.marking!r}; choose one of {', '.join(MARKING_RULES)}")
 
     # -- the energy -------------------------------------------------------------------------------
-    def _loss(self, context, unet, batch) -> torch.Tensor:
+    def _loss(self, context, denoiser, batch) -> torch.Tensor:
         """The objective on one batch: (clean latents, indices, generator) for the denoising loss, a tensor of
         trajectory pairs for the guided objective."""
         if self.objective == DENOISING_LOSS:
             clean, indices, generator = batch
-            return context.adapter.denoising_loss(unet, clean, indices, generator)
-        return self._guided.loss(unet, batch)
+            return context.adapter.denoising_loss(denoiser, clean, indices, generator)
+        return self._guided.loss(denoiser, batch)
 
-    def _same_noise_loss(self, context, unet, batch) -> torch.Tensor:
+    def _same_noise_loss(self, context, denoiser, batch) -> torch.Tensor:
         """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
         sees the same noise and timesteps)."""
         if self.objective != DENOISING_LOSS:
-            return self._loss(context, unet, batch)
+            return self._loss(context, denoiser, batch)
         state = batch[2].get_state()
-        loss = self._loss(context, unet, batch)
+        loss = self._loss(context, denoiser, batch)
         batch[2].set_state(state)
         return loss
 
@@ -114,43 +114,45 @@ class GradFlow(Criterion):
         effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
         return (total - (self._exclusive * (1 - effective)).sum()) / total
 
-    def _energy(self, context, unet, masks, batch, units, budget, total):
-        loss = self._loss(context, unet, batch)
+    def _energy(self, context, denoiser, masks, batch, units, budget, total):
+        loss = self._loss(context, denoiser, batch)
         if budget.num_units is not None:
             return loss, loss
         excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
         return loss + self.penalty * excess.square().to(loss.dtype), loss
 
     # -- the marking criterion --------------------------------------------------------------------
-    def gradient_flow_scores(self, context, unet, masks, free: list[int], batches) -> torch.Tensor:
+    def gradient_flow_scores(self, context, denoiser, masks, free: list[int], batches) -> torch.Tensor:
         """|m_u * dG/dm_u| for every unit: the estimated change of the gradient norm if m_u went to 0."""
         total = torch.zeros(masks.shape[0], dtype=torch.float64)
         with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
             for batch in batches:
-                loss = self._loss(context, unet, batch)
+                loss = self._loss(context, denoiser, batch)
                 (gradient,) = torch.autograd.grad(loss, masks, create_graph=True)
                 norm = gradient[free].square().sum()
                 (flow,) = torch.autograd.grad(norm, masks)
                 total += (masks.detach() * flow).double().cpu()
         return (total / max(len(batches), 1)).abs()
 
-    def removal_energy_scores(self, context, unet, units, free: list[int], batches) -> torch.Tensor:
+    def removal_energy_scores(self, context, denoiser, units, free: list[int], batches) -> torch.Tensor:
         """L(m with m_u = 0) - L(m) for every free unit u at the current masks (exact, forward passes only): a
         second set of gates with one variant per unit multiplies the masks (gates compose by product)."""
         scores = torch.zeros(len(units), dtype=torch.float64)
         per_call = context.variants_per_batch
         with torch.no_grad():
-            current = sum(float(self._same_noise_loss(context, unet, batch)) for batch in batches) / len(batches)
+            current = sum(float(self._same_noise_loss(context, denoiser, batch)) for batch in batches) / len(batches)
             for start in range(0, len(free), per_call):
                 group = free[start : start + per_call]
                 if self.objective == GUIDED:
-                    with gated(unet, units, variant_values(units, [{units[i].name} for i in group])):
-                        losses = sum(self._guided.errors(unet, batch, len(group)).double().mean(0) for batch in batches)
+                    with gated(denoiser, units, variant_values(units, [{units[i].name} for i in group])):
+                        losses = sum(
+                            self._guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches
+                        )
                 else:  # the denoising loss draws its own noise per call: one variant at a time
                     losses = []
                     for i in group:
-                        with gated(unet, units, removal_values(units, {units[i].name})):
-                            losses.append(sum(float(self._same_noise_loss(context, unet, b)) for b in batches))
+                        with gated(denoiser, units, removal_values(units, {units[i].name})):
+                            losses.append(sum(float(self._same_noise_loss(context, denoiser, b)) for b in batches))
                     losses = torch.tensor(losses, dtype=torch.float64)
                 scores[group] = losses.cpu() / len(batches) - current
         return scores.abs()
@@ -162,23 +164,24 @@ class GradFlow(Criterion):
 
     def _soft_prune(self, context, pending, removed, round_index) -> None:
         units = context.units
-        budget = context.budget or Budget(keep_macs=0.7)
+        budget = context.budget or DEFAULT_BUDGET
         total = float(context.total_costs.get(budget.cost) or sum(unit_cost(u, budget.cost) for u in units))
         self._exclusive = exclusive_costs(units, budget.cost)
         self._ancestors = ancestor_matrix(units).double()
         index = {unit.name: i for i, unit in enumerate(units)}
         candidates = [index[u.name] for u in pending]
 
-        unet = context.denoiser
+        denoiser = context.denoiser
         if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
             self._guided = guided_objective(context, self.direction_weight)
         if self.train_weights:
-            unet = copy.deepcopy(unet).train().requires_grad_(True)  # every weight trains, however the input was
-            context.cache["trained_unet"] = unet
+            # every weight trains, however the input was
+            denoiser = copy.deepcopy(denoiser).train().requires_grad_(True)
+            context.cache["trained_denoiser"] = denoiser
         else:
-            unet.requires_grad_(False)
+            denoiser.requires_grad_(False)
         weight_optimizer = (
-            torch.optim.AdamW([p for p in unet.parameters()], lr=self.weight_learning_rate)
+            torch.optim.AdamW([p for p in denoiser.parameters()], lr=self.weight_learning_rate)
             if self.train_weights
             else None
         )
@@ -201,7 +204,7 @@ class GradFlow(Criterion):
         decay_steps = max(1, self.steps // (self.stages + 1))
         batches = self._batches(context, self.steps + self.criterion_batches, round_index)
 
-        with gated(unet, units, masks):
+        with gated(denoiser, units, masks):
             progress = tqdm(range(state["step"], self.steps), desc="gradflow", disable=not context.show_progress)
             for step in progress:
                 if step in stage_steps:
@@ -209,9 +212,9 @@ class GradFlow(Criterion):
                     free = [i for i in candidates if units[i].name not in marked]
                     marking_batches = batches[-self.criterion_batches :]
                     if self.marking == "gradient-flow":
-                        flow = self.gradient_flow_scores(context, unet, masks, free, marking_batches)
+                        flow = self.gradient_flow_scores(context, denoiser, masks, free, marking_batches)
                     elif self.marking == "energy":
-                        flow = self.removal_energy_scores(context, unet, units, free, marking_batches)
+                        flow = self.removal_energy_scores(context, denoiser, units, free, marking_batches)
                     else:  # "mask": the masks the budget pushed lowest against the energy go first
                         flow = masks.detach().double().cpu()
                     already = [units[index[name]] for name in marked] + list(removed)
@@ -225,8 +228,8 @@ class GradFlow(Criterion):
                     )
                     marked.update({unit.name: step for unit in newly})
                     flow_at_marking.update({unit.name: float(flow[index[unit.name]]) for unit in newly})
-                energy, loss = self._energy(context, unet, masks, batches[step], units, budget, total)
-                parameters = [masks] + ([p for p in unet.parameters()] if self.train_weights else [])
+                energy, loss = self._energy(context, denoiser, masks, batches[step], units, budget, total)
+                parameters = [masks] + ([p for p in denoiser.parameters()] if self.train_weights else [])
                 gradients = torch.autograd.grad(energy, parameters, allow_unused=True)
                 with torch.no_grad():
                     free = [i for i in candidates if units[i].name not in marked]

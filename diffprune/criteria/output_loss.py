@@ -34,7 +34,7 @@ class OutputLoss(Criterion):
         if self.objective == DENOISING_LOSS:
             self._score_denoising(context, pending, removed, round_index)
             return
-        unet, units = context.denoiser, context.units
+        denoiser, units = context.denoiser, context.units
         objective = guided_objective(context, self.direction_weight)
         already = {unit.name for unit in removed}
         batches = objective.pair_batches(self.num_batches, self.batch_size, seed=round_index)
@@ -43,9 +43,9 @@ class OutputLoss(Criterion):
             for start in tqdm(range(0, len(pending), per_batch), desc="output-loss", disable=not context.show_progress):
                 group = pending[start : start + per_batch]
                 totals = torch.zeros(len(group), dtype=torch.float64)
-                with gated(unet, units, variant_values(units, [already | {u.name} for u in group])):
+                with gated(denoiser, units, variant_values(units, [already | {u.name} for u in group])):
                     for pairs in batches:
-                        totals += objective.errors(unet, pairs, variants=len(group)).double().sum(0).cpu()
+                        totals += objective.errors(denoiser, pairs, variants=len(group)).double().sum(0).cpu()
                 count = sum(len(pairs) for pairs in batches)
                 context.store.put_many(round_index, {u.name: float(totals[j]) / count for j, u in enumerate(group)})
 
@@ -57,23 +57,23 @@ class OutputLoss(Criterion):
         return inputs
 
     def _score_denoising(self, context, pending, removed, round_index) -> None:
-        unet, units, adapter = context.denoiser, context.units, context.adapter
+        denoiser, units, adapter = context.denoiser, context.units, context.adapter
         already = {unit.name for unit in removed}
         inputs = self._noisy_inputs(context, round_index)
         per_batch = context.variants_per_batch
         with torch.no_grad():
-            with gated(unet, units, variant_values(units, [already])):
-                references = [adapter.predict(unet, x, t, adapter.conditioning(i)) for x, t, i in inputs]
+            with gated(denoiser, units, variant_values(units, [already])):
+                references = [adapter.predict(denoiser, x, t, adapter.conditioning(i)) for x, t, i in inputs]
             for start in tqdm(range(0, len(pending), per_batch), desc="output-loss", disable=not context.show_progress):
                 group = pending[start : start + per_batch]
                 totals = torch.zeros(len(group))
-                with gated(unet, units, variant_values(units, [already | {u.name} for u in group])):
+                with gated(denoiser, units, variant_values(units, [already | {u.name} for u in group])):
                     for (x, t, indices), reference in zip(inputs, references, strict=True):
                         conditioning = {
                             k: v.repeat_interleave(len(group), 0) for k, v in adapter.conditioning(indices).items()
                         }
                         output = adapter.predict(
-                            unet, x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), conditioning
+                            denoiser, x.repeat_interleave(len(group), 0), t.repeat_interleave(len(group)), conditioning
                         )
                         output = output.view(x.shape[0], len(group), *output.shape[1:])
                         totals += (output - reference[:, None]).float().square().flatten(2).mean(2).mean(0).cpu()

@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
+from diffprune.evaluation.grids import draw_comparison_grid
+from diffprune.evaluation.html_report import render_report, wav_bytes, wav_data_uri
 from diffprune.evaluation.running import EvaluationRun, load_models, run_evaluation
 from diffprune.evaluation.settings import EvaluationSettings
 from diffprune.evaluation.tables import (
@@ -17,6 +20,7 @@ from diffprune.evaluation.tables import (
     report_header,
     summary_row,
 )
+from diffprune.outputs import check_new_output, staged_output, write_json_atomically
 
 
 def slug(label: str) -> str:
@@ -39,8 +43,6 @@ def compare_and_report(
     num_samples None: one sample per prompt (text families) or 8 seeds. Returns {"columns", "rows" (one
     flat dict per model), "table" (printable text), "files", "report" (what report.json holds)}.
     """
-    from diffprune.outputs import check_new_output, staged_output
-
     out_folder = check_new_output(out_folder)
     if reference_label is not None and reference_label not in models:
         raise DiffpruneError(f"reference {reference_label!r} is not among the models ({', '.join(models)})")
@@ -50,7 +52,6 @@ def compare_and_report(
     rows = [summary_row(label, row) for label, row in run.rows.items()]
     columns = [c for c in SUMMARY_COLUMNS if any(row.get(c) is not None for row in rows)]
     report = {**report_header(run, config), "models": run.rows, "summary": rows}
-    from diffprune.distributed import is_main_process
 
     if is_main_process():  # under accelerate, one process writes
         with staged_output(out_folder) as staging:
@@ -67,10 +68,6 @@ def compare_and_report(
 
 
 def _write_comparison(folder: Path, run: EvaluationRun, rows, columns, report, config) -> dict:
-    from diffprune.evaluation.grids import draw_comparison_grid
-    from diffprune.evaluation.html_report import render_report, wav_bytes, wav_data_uri
-    from diffprune.outputs import write_json_atomically
-
     shown = min(len(run.seeds), config.max_grid_rows)
     row_labels = [
         f"{run.prompts[i]} (seed {run.seeds[i]})" if run.prompts else f"seed {run.seeds[i]}" for i in range(shown)

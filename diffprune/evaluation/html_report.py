@@ -10,6 +10,9 @@ import io
 import json
 
 import numpy as np
+from scipy.io import wavfile
+
+from diffprune.evaluation.tables import cell_value, format_value, table_notes
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -32,8 +35,6 @@ def png_data_uri(image) -> str:
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM WAV (what every browser plays), peak-limited to [-1, 1]."""
-    from scipy.io import wavfile
-
     pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
     buffer = io.BytesIO()
     wavfile.write(buffer, sample_rate, pcm)
@@ -46,8 +47,6 @@ def wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
 
 def metrics_table(columns: list[str], rows: list[dict]) -> str:
     """Summary rows as an HTML table, followed by their notes (measurement problems) in a visible box."""
-    from diffprune.evaluation.tables import cell_value, format_value, table_notes
-
     head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
     body = "".join(
         "<tr>"

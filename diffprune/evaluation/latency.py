@@ -30,7 +30,8 @@ import torch
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
 from diffprune.families import family_of
-from diffprune.models.generation import DEFAULT_STEPS, generate, takes_prompts
+from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, DEFAULT_STEPS, generate, pipeline_family, takes_prompts
+from diffprune.models.prompts import default_prompts
 from diffprune.structure.costs import pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.timing import (
@@ -50,8 +51,8 @@ class LatencySettings:
     warmup: int | None = None  # warm-up calls per model; None: DEFAULT_WARMUP; compilation happens during warm-up
     num_inference_steps: int = DEFAULT_STEPS  # steps of the timed pipeline call
     guidance_scale: float | None = None  # None: the pipeline's own default (SD: 7.5, so guidance is on)
-    compile: bool = False  # torch.compile the UNet (CUDA: mode="reduce-overhead", i.e. CUDA graphs)
-    channels_last: bool = False  # the UNet and its input in channels_last memory format
+    compile: bool = False  # torch.compile the denoiser (CUDA: mode="reduce-overhead", i.e. CUDA graphs)
+    channels_last: bool = False  # the denoiser and its input in channels_last memory format
     measure_unet: bool = True
     measure_pipeline: bool = True
 
@@ -106,16 +107,16 @@ def cloned(output):
 
 
 @contextmanager
-def channels_last_unet(unet, enabled: bool):
-    """The UNet's weights in channels_last while inside, back in the default (contiguous) format afterwards."""
+def channels_last_denoiser(denoiser, enabled: bool):
+    """The denoiser's weights in channels_last while inside, back in the default (contiguous) format afterwards."""
     if not enabled:
-        yield unet
+        yield denoiser
         return
-    unet.to(memory_format=torch.channels_last)
+    denoiser.to(memory_format=torch.channels_last)
     try:
-        yield unet
+        yield denoiser
     finally:
-        unet.to(memory_format=torch.contiguous_format)
+        denoiser.to(memory_format=torch.contiguous_format)
 
 
 def pipeline_guidance_scale(pipeline, requested: float | None) -> float | None:
@@ -125,14 +126,11 @@ def pipeline_guidance_scale(pipeline, requested: float | None) -> float | None:
 
 def default_condition(pipeline) -> str:
     """What a timed call is conditioned on: a short prompt, or a class-conditional model's first default class."""
-    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, pipeline_family
-    from diffprune.models.prompts import default_prompts
-
     return default_prompts(pipeline)[0] if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE else "a photograph"
 
 
-def unet_batch_size(pipeline, settings: LatencySettings) -> int:
-    """The batch one UNet call sees: doubled by classifier-free guidance (unconditional + conditional halves)."""
+def denoiser_batch_size(pipeline, settings: LatencySettings) -> int:
+    """The batch one denoiser call sees: doubled by classifier-free guidance (unconditional + conditional halves)."""
     guidance = pipeline_guidance_scale(pipeline, settings.guidance_scale)
     guided = takes_prompts(pipeline) and guidance is not None and guidance > 1
     denoiser = denoiser_of(pipeline)
@@ -191,13 +189,13 @@ def measure_latencies(pipelines: dict, settings: LatencySettings, prompt: str | 
         denoisers = {}
         for label, pipeline in pipelines.items():
             original = denoiser_of(pipeline)  # example inputs read its config; a compiled wrapper hides it
-            stack.enter_context(channels_last_unet(original, settings.channels_last))
+            stack.enter_context(channels_last_denoiser(original, settings.channels_last))
             denoisers[label] = stack.enter_context(compiled_denoiser(pipeline, settings.compile))
         stack.enter_context(torch.inference_mode())
         if settings.measure_unet:
             functions, batches = {}, {}
             for label, pipeline in pipelines.items():
-                batches[label] = unet_batch_size(pipeline, settings)
+                batches[label] = denoiser_batch_size(pipeline, settings)
                 inputs = pipeline_cost_inputs(pipeline, batches[label])
                 if settings.channels_last and "sample" in inputs:
                     inputs["sample"] = inputs["sample"].contiguous(memory_format=torch.channels_last)

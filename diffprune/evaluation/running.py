@@ -15,10 +15,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from diffprune.devices import torch_dtype
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.evaluation.latency import measure_latencies, speedups
+from diffprune.evaluation.metrics.clap_score import DEFAULT_CLAP_MODEL, ClapScorer
+from diffprune.evaluation.metrics.clip_score import ClipScorer, default_clip_model
+from diffprune.evaluation.metrics.fid import FrechetDistance, default_feature_network
 from diffprune.evaluation.settings import EvaluationSettings, metrics_for
 from diffprune.evaluation.tables import report_header
+from diffprune.models import zoo
 from diffprune.models.components import pipeline_in_dtype
 from diffprune.models.generation import (
     GeneratedBatch,
@@ -28,8 +33,11 @@ from diffprune.models.generation import (
     sample_plan,
     takes_prompts,
 )
+from diffprune.models.loading import check_has_denoiser, load_pipeline
 from diffprune.models.prompts import default_prompts
+from diffprune.models.real_images import load_real_images
 from diffprune.module_state import pipeline_modules, preserved
+from diffprune.outputs import check_writable_parent, write_json_atomically
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_of
 
@@ -50,8 +58,6 @@ class EvaluationRun:
 
 def bundled_name_of(model) -> str | None:
     """The bundled short name a path, name or loaded pipeline comes from, if any (picks default metrics)."""
-    from diffprune.models import zoo
-
     if isinstance(model, str) and zoo.is_bundled(model):
         return model
     location = model if isinstance(model, (str, Path)) else getattr(model, "name_or_path", None)
@@ -76,8 +82,6 @@ def label_of(model) -> str:
 
 def load_models(models: dict) -> dict:
     """{label: pipeline} from {label: pipeline, path, hub id or bundled name}."""
-    from diffprune.models.loading import check_has_denoiser, load_pipeline
-
     loaded = {}
     for label, model in models.items():
         pipeline = load_pipeline(str(model)) if isinstance(model, (str, Path)) else model
@@ -94,10 +98,10 @@ def common_family(pipelines: dict) -> str:
     return next(iter(families.values()))
 
 
-def unet_costs(unet, pipeline=None) -> dict:
+def denoiser_costs(denoiser, pipeline=None) -> dict:
     """Params and MACs of one forward as the pipeline makes it (same numbers as `diffprune prune` reports)."""
     inputs = pipeline_cost_inputs(pipeline) if pipeline is not None else None
-    return {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
+    return {"params": count_parameters(denoiser), "macs": count_macs(denoiser, inputs)}
 
 
 def run_evaluation(
@@ -136,7 +140,7 @@ def _run_evaluation(pipelines, reference, settings, keep_samples) -> EvaluationR
     generated = {}
     if "macs" in metrics or "latency" in metrics:
         for label, pipeline in pipelines.items():
-            rows[label].update(unet_costs(denoiser_of(pipeline), pipeline))
+            rows[label].update(denoiser_costs(denoiser_of(pipeline), pipeline))
     if "latency" in metrics:  # all models together, in alternating rounds, so their times compare
         latencies = measure_latencies(pipelines, settings.latency, prompts[0] if prompts else None)
         for label, latency in latencies.items():
@@ -170,9 +174,6 @@ def _run_evaluation(pipelines, reference, settings, keep_samples) -> EvaluationR
 def _score_quality(metrics, rows, generated, reference, prompts, settings, names, reference_name, first) -> dict:
     scorers = {}
     if "fid" in metrics:
-        from diffprune.evaluation.metrics.fid import FrechetDistance, default_feature_network
-        from diffprune.models.real_images import load_real_images
-
         features = settings.fid_features or default_feature_network(reference_name, *names)
         scorer = FrechetDistance(features, settings.fid_weights, settings.device)
         scorers["fid"] = scorer.description
@@ -189,15 +190,11 @@ def _score_quality(metrics, rows, generated, reference, prompts, settings, names
                 row["fid"]["vs_real_images"] = scorer(real, images[label])
                 row["fid"]["real_images"] = len(real)
     if "clip" in metrics:
-        from diffprune.evaluation.metrics.clip_score import ClipScorer, default_clip_model
-
         scorer = ClipScorer(settings.clip_model or default_clip_model(reference_name, *names), device=settings.device)
         scorers["clip"] = scorer.description
         for label, row in rows.items():
             row["clip_score"] = scorer(images_to_uint8(generated[label].images), prompts)
     if "clap" in metrics:
-        from diffprune.evaluation.metrics.clap_score import DEFAULT_CLAP_MODEL, ClapScorer
-
         scorer = ClapScorer(settings.clap_model or DEFAULT_CLAP_MODEL, device=settings.device)
         scorers["clap"] = scorer.description
         for label, row in rows.items():
@@ -238,11 +235,8 @@ def evaluate(
         "results": run.rows[label],
         "reference_results": run.rows.get(reference_label) if reference_label else None,
     }
-    from diffprune.distributed import is_main_process
 
     if out is not None and is_main_process():  # under accelerate, one process writes
-        from diffprune.outputs import check_writable_parent, write_json_atomically
-
         check_writable_parent(Path(out))
         write_json_atomically(out, report)
     return report

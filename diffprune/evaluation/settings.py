@@ -19,6 +19,7 @@ from diffprune.models.generation import (
     TEXT_TO_IMAGE,
     UNCONDITIONAL_IMAGE,
 )
+from diffprune.models.real_images import check_real_images_folder
 
 METRICS = ("fid", "clip", "clap", "latency", "macs")
 
@@ -69,8 +70,6 @@ class EvaluationSettings:
     show_progress: bool = True
 
     def __post_init__(self):
-        from diffprune.models.real_images import check_real_images_folder
-
         self.metrics = parse_metrics(self.metrics)
         if self.latency is None:
             self.latency = LatencySettings(num_inference_steps=self.num_inference_steps)

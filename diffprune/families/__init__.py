@@ -37,6 +37,7 @@ from diffprune.families.registry import (
     refused,
     registered,
 )
+from diffprune.families.registry import require as require_family
 
 # Every family module; each registers its classes when imported (on first lookup, so `diffprune --help` stays fast).
 FAMILY_MODULES = (
@@ -101,8 +102,6 @@ def is_diffusion_transformer(model) -> bool:
 
 def require(model, operation: str, pipeline=None) -> Family:
     """The model's family, after checking it can do `operation` (one of OPERATIONS)."""
-    from diffprune.families.registry import require as require_family
-
     family = family_of(model)
     require_family(family, operation, model, pipeline)
     return family

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from diffusers.models.attention_processor import Attention
 
 from diffprune.errors import DiffpruneError
 
@@ -120,8 +121,6 @@ class Family:
     def branch_kind(self, leaf: str, module: torch.nn.Module, streams: int) -> str:
         """The unit kind of a branch inside a block: `leaf` is its attribute name, `streams` how many tensors it
         returns."""
-        from diffusers.models.attention_processor import Attention
-
         if streams > 1:
             return "joint_attention"
         if leaf in self.context_branches:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import StableAudioDiTModel
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
 from diffprune.families.registry import DEFAULT_TEXT_LENGTH, Family, Stack, call_defaults, register
 
@@ -24,8 +25,6 @@ SECONDS_TOKENS = 2  # the projection model's seconds start and end tokens, after
 
 def rotary_embedding(model, frames: int):
     """(cos, sin) over [global token; frames], as StableAudioPipeline makes them (half the head dim rotates)."""
-    from diffusers.models.embeddings import get_1d_rotary_pos_embed
-
     return get_1d_rotary_pos_embed(
         model.config.attention_head_dim // 2, frames + 1, use_real=True, repeat_interleave_real=False
     )

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffusers import DiffusionPipeline
+
 from diffprune.errors import DiffpruneError, first_line
+from diffprune.families import all_families
+from diffprune.models import zoo
+from diffprune.models.saved_cuts import pruned_components
 from diffprune.structure.denoiser import DENOISER_COMPONENTS
 
 
 def resolve_model_path(path_or_name: str) -> str:
     """A bundled short name becomes its folder; a local path must be a diffusers pipeline folder; anything
     else that looks like a hub id ("org/name") is passed on to diffusers."""
-    from diffprune.models import zoo
-
     if zoo.is_bundled(path_or_name):
         return str(zoo.bundled_path(path_or_name))
     path = Path(path_or_name).expanduser()
@@ -38,10 +41,6 @@ def resolve_model_path(path_or_name: str) -> str:
 
 def load_pipeline(path_or_name: str, device: str | None = None, torch_dtype=None):
     """Load any diffusers pipeline that has a UNet or a diffusion transformer; errors name what to do instead."""
-    from diffusers import DiffusionPipeline
-
-    from diffprune.models.saved_cuts import pruned_components
-
     location = resolve_model_path(path_or_name)
     try:
         # A cut saved with its own code is built by diffprune's classes, so the folder's copy never runs.
@@ -60,16 +59,12 @@ def left_out_components(location: str) -> dict:
     """{name: None} for the components a folder was saved without (model_index.json says [null, null], as for
     SD3 saved with text_encoder_3=None to drop T5): diffusers saves such folders but will not load them unless
     they are named again."""
-    from diffusers import DiffusionPipeline
-
     index = DiffusionPipeline.load_config(location)
     return {name: None for name, entry in index.items() if isinstance(entry, list) and entry == [None, None]}
 
 
 def supported_denoisers() -> list[str]:
     """The denoiser classes of the family registry, by name."""
-    from diffprune.families import all_families
-
     return sorted(cls.__name__ for cls in all_families())
 
 

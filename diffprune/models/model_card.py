@@ -13,6 +13,7 @@ DEFAULT_DENOISER = {"component": "unet", "class": "UNet2DConditionModel"}  # rep
 def write_score_chart(report: dict, path: Path) -> Path | None:
     """Horizontal bars of every scored unit, removed ones highlighted; None if matplotlib is missing."""
     try:
+        # deferred: matplotlib is optional (the plots extra); without it there is no chart
         import matplotlib
 
         matplotlib.use("Agg")
@@ -111,7 +112,7 @@ def load_instructions(stock_classes: bool, denoiser: dict | None = None) -> list
     ]
 
 
-def write_removed_units_record(source: str | Path, pruned_unet, folder: Path, stock_classes: bool) -> None:
+def write_removed_units_record(source: str | Path, pruned_denoiser, folder: Path, stock_classes: bool) -> None:
     """Keep the plain-words list of removed units when a command rewrites a pruned folder (distill, export): the
     source's pruning_report.json and score chart with a model card that says how this folder loads, or, for a
     cut saved by hand (no report), a report and card made from its config."""
@@ -129,7 +130,7 @@ def write_removed_units_record(source: str | Path, pruned_unet, folder: Path, st
             stock_classes=stock_classes,
         )
         return
-    names = removed_unit_names(pruned_unet)
+    names = removed_unit_names(pruned_denoiser)
     if not names:
         return
     (folder / REPORT_FILE).write_text(json.dumps({"removed_units": names}, indent=2) + "\n")

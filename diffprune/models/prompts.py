@@ -11,6 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffprune.errors import DiffpruneError
+from diffprune.models import zoo
+from diffprune.models.generation import (
+    CLASS_CONDITIONAL_IMAGE,
+    TEXT_TO_AUDIO,
+    denoiser_num_classes,
+    pipeline_family,
+    takes_prompts,
+)
 
 GENERIC_AUDIO_PROMPTS = ("a dog barking", "rain on a window", "a piano playing a slow melody", "birds singing")
 DEFAULT_CLASS_LABELS = 32  # class-conditional defaults: this many classes, evenly spread over the model's
@@ -30,17 +38,14 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None:
     """None for pipelines that take no prompts."""
-    from diffprune.models import zoo
-    from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, TEXT_TO_AUDIO, pipeline_family, takes_prompts
-
     if not takes_prompts(pipeline):
         return None
     folder = Path(str(getattr(pipeline.config, "_name_or_path", "") or ""))
     own = folder / "calibration_prompts.txt"
     if own.is_file():
         return read_prompts(own)
-    if model_name is not None and model_name.startswith("digits"):
-        return read_prompts(zoo.assets_dir() / "prompts" / "digits.txt")
+    if zoo.prompts_file_for(model_name) is not None:
+        return read_prompts(zoo.prompts_file_for(model_name))
     if pipeline_family(pipeline) == TEXT_TO_AUDIO:
         return list(GENERIC_AUDIO_PROMPTS)
     if pipeline_family(pipeline) == CLASS_CONDITIONAL_IMAGE:
@@ -51,8 +56,6 @@ def default_prompts(pipeline, model_name: str | None = None) -> list[str] | None
 def default_class_labels(pipeline) -> list[str]:
     """DEFAULT_CLASS_LABELS classes evenly spread over the model's, by the pipeline's shortest name for each where
     it has names (DiT's ImageNet labels: "tench" rather than "Tinca tinca"), else by id."""
-    from diffprune.models.generation import denoiser_num_classes
-
     num_classes = denoiser_num_classes(pipeline) or 1
     stride = max(1, num_classes // DEFAULT_CLASS_LABELS)
     names = {}

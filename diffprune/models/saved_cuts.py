@@ -17,26 +17,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffusers import DiffusionPipeline
+
 from diffprune.errors import DiffpruneError
 from diffprune.families import family_of
+from diffprune.models.components import class_names, with_denoiser
 from diffprune.structure import removal
 from diffprune.structure.denoiser import DENOISER_COMPONENTS, denoiser_of
+from diffprune.structure.export import export_plain
 from diffprune.structure.removal import LOAD_HINT, MODULE_NAME
 
 REPORT_FILE = "pruning_report.json"
 MODEL_CARD_FILE = "README.md"
 
 
-def removed_unit_names(unet) -> list[str]:
-    return list((unet.config.get("removed_units") or {}).keys())
+def removed_unit_names(denoiser) -> list[str]:
+    return list((denoiser.config.get("removed_units") or {}).keys())
 
 
 def in_saved_form(pipeline):
     """The pipeline as it is saved: with a stock denoiser class where a stock config expresses the cut (its family
     says: structure/export.py), else unchanged."""
-    from diffprune.models.components import with_denoiser
-    from diffprune.structure.export import export_plain
-
     denoiser = denoiser_of(pipeline)
     if not removed_unit_names(denoiser) or isinstance(family_of(denoiser).stock_config(denoiser), str):
         return pipeline
@@ -46,8 +47,6 @@ def in_saved_form(pipeline):
 def save_pipeline(pipeline, folder: Path) -> bool:
     """save_pretrained in the form that loads most plainly (see the module docstring); True if every component
     is a stock class."""
-    from diffprune.models.components import class_names
-
     saved = in_saved_form(pipeline)
     saved.save_pretrained(folder, safe_serialization=True)
     index_path = Path(folder) / "model_index.json"
@@ -67,8 +66,6 @@ def pruned_components(location: str, torch_dtype=None) -> dict:
     """{"unet" or "transformer": the cut, built by diffprune's own class} when `location`'s model_index.json names
     a diffprune class, else {}: passed to DiffusionPipeline.from_pretrained, it loads without running the
     folder's code."""
-    from diffusers import DiffusionPipeline
-
     index = DiffusionPipeline.load_config(location)
     components = {}
     for component in DENOISER_COMPONENTS:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from diffprune.errors import DiffpruneError
 from diffprune.models.real_images import IMAGE_SUFFIXES, check_real_images_folder
+from diffprune.structure.denoiser import denoiser_of
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -53,8 +54,6 @@ def _autoencoder(pipeline):
 def encode_images(pipeline, files: list[Path]) -> torch.Tensor:
     """Clean latents for these image files, in the layout and space of the pipeline's final latents: VAE mean
     minus shift_factor (SD3, FLUX) times scaling_factor, VQ-VAE latents, or pixels; FLUX's packed 2x2 tokens."""
-    from diffprune.structure.denoiser import denoiser_of
-
     denoiser, autoencoder = denoiser_of(pipeline), _autoencoder(pipeline)
     packed = hasattr(pipeline, "_pack_latents")  # FLUX: its latents are 2x2 patches packed into tokens
     size = pipeline.default_sample_size if packed else denoiser.config.sample_size

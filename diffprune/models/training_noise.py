@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from diffusers import DDPMScheduler
 
 from diffprune.errors import DiffpruneError
 
@@ -93,7 +94,6 @@ class TrainingNoise:
                 f"prediction_type {self.prediction_type!r} of {self.scheduler_name} is not supported by diffprune's "
                 f"losses (supported: {', '.join(DDPM_PREDICTIONS + (FLOW_PREDICTION,))}); use `criterion` ld-pruner"
             )
-        from diffusers import DDPMScheduler
 
         betas = {key: config[key] for key in BETA_KEYS if key in config}
         self._ddpm = DDPMScheduler(**betas, prediction_type=self.prediction_type)

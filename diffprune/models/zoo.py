@@ -23,6 +23,13 @@ BUNDLED: dict[str, str] = {
     "digits-features": "digits-features",  # diffprune.evaluation.metrics.feature_networks.FeatureClassifier (FID space, digits)
     "tones-features": "tones-features",  # diffprune.evaluation.metrics.feature_networks.FeatureClassifier (FID space, tones)
 }
+# The bundled pipelines (what `diffprune prune`, `eval` and `units` take by short name), and what evaluates them:
+# the FID feature network trained on each domain (by name prefix), the CLIP that knows the text-to-image prompts,
+# and the prompt file of the digits domain.
+PIPELINES = ("digits-t2i", "digits-sd3", "digits-ddpm", "tones-audio")
+DOMAIN_FEATURE_NETWORKS = {"digits-": "digits-features", "tones-": "tones-features"}
+CLIP_MODELS = {"digits-t2i": "digits-clip", "digits-sd3": "digits-clip"}
+DIGITS_PROMPTS = "digits.txt"  # under <assets>/prompts, for models named digits*
 
 
 def assets_dir() -> Path:
@@ -44,6 +51,31 @@ def list_bundled() -> list[str]:
 def is_bundled(name: str) -> bool:
     """True if `name` is a bundled model's short name (not whether its files are present)."""
     return isinstance(name, str) and name in BUNDLED
+
+
+def feature_networks() -> list[str]:
+    """Short names of the bundled FID feature networks."""
+    return sorted(set(DOMAIN_FEATURE_NETWORKS.values()))
+
+
+def feature_network_for(name: str | None) -> str | None:
+    """The bundled FID feature network of a bundled model's domain (its name's prefix), else None."""
+    if not (name and is_bundled(name)):
+        return None
+    for prefix, features in DOMAIN_FEATURE_NETWORKS.items():
+        if name.startswith(prefix) and name != features:
+            return features
+    return None
+
+
+def clip_model_for(name: str | None) -> str | None:
+    """The bundled CLIP that scores a bundled text-to-image model's samples, else None."""
+    return CLIP_MODELS.get(name) if name else None
+
+
+def prompts_file_for(name: str | None) -> Path | None:
+    """The bundled prompt file for a model named for the digits domain, else None."""
+    return assets_dir() / "prompts" / DIGITS_PROMPTS if name is not None and name.startswith("digits") else None
 
 
 def bundled_path(name: str) -> Path:

@@ -27,11 +27,15 @@ from diffprune.criteria import Criterion, ScoringContext, resolve_criterion
 from diffprune.criteria.base import describe
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.devices import placement_of, torch_dtype
+from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.components import pipeline_in_dtype, with_denoiser
+from diffprune.models.model_card import write_model_card, write_score_chart
+from diffprune.models.saved_cuts import save_pipeline
 from diffprune.module_state import leaves_pipelines_untouched
-from diffprune.pruning.selection import Budget, candidates_after, check_reachable, select_units
+from diffprune.outputs import check_new_output, staged_output, write_json_atomically
+from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.structure.surgery import remove_units
@@ -52,11 +56,6 @@ class PruneResult:
         """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
         is complete or absent. The denoiser is saved as a stock class where a stock config expresses the cut, else
         with its own code (see models.saved_cuts.save_pipeline and the model card for how each loads)."""
-        from diffprune.distributed import is_main_process
-        from diffprune.models.model_card import write_model_card, write_score_chart
-        from diffprune.models.saved_cuts import save_pipeline
-        from diffprune.outputs import check_new_output, staged_output, write_json_atomically
-
         folder = Path(folder)
         if not is_main_process():  # under accelerate, one process writes
             return folder
@@ -75,9 +74,9 @@ class PruneResult:
         return folder
 
 
-def _fingerprint(unet) -> str:
-    config = json.dumps(dict(unet.config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{config}|{count_parameters(unet)}".encode()).hexdigest()[:16]
+def _fingerprint(denoiser) -> str:
+    config = json.dumps(dict(denoiser.config), sort_keys=True, default=str)
+    return hashlib.sha256(f"{config}|{count_parameters(denoiser)}".encode()).hexdigest()[:16]
 
 
 @leaves_pipelines_untouched("pipeline")
@@ -100,14 +99,14 @@ def prune(
 
     criterion: a registered name ("ld-pruner", "gradflow", ...), a Criterion instance with its options
         (`LDPruner(statistic="paired")`), or any object with score(context, candidates, removed, round_index).
-    budget: `Budget(keep_macs=...)`, `Budget(keep_params=...)` or `Budget(num_units=...)`; default keep_macs 0.7.
+    budget: `Budget(keep_macs=...)`, `Budget(keep_params=...)` or `Budget(num_units=...)`; default: selection.DEFAULT_BUDGET.
     unit_filter: only units for which it returns True are candidates (e.g. `lambda unit: unit.kind == "resnet"`).
     rounds: progressive pruning, re-scoring what is left after each of `rounds` slices of the budget.
     work_dir: where scores are stored as they are computed; a rerun with the same settings resumes.
     ranking: "score" (lowest score first, default) or "score-per-cost" (see selection.py).
     dtype: "fp32", "bf16" or "fp16" (GPU only) to score in that precision; None scores in the pipeline's own.
     """
-    budget = budget if budget is not None else Budget(keep_macs=0.7)
+    budget = budget if budget is not None else DEFAULT_BUDGET
     if not isinstance(budget, Budget):
         raise DiffpruneError(f"`budget` must be a Budget, e.g. Budget(keep_macs=0.7); got {type(budget).__name__}")
     if rounds < 1:
@@ -121,14 +120,14 @@ def prune(
     scoring_dtype = torch_dtype(dtype, placement_of(denoiser_of(pipeline)).device)
     scoring_pipeline = pipeline_in_dtype(pipeline, scoring_dtype)
     adapter = adapter_for(scoring_pipeline, calibration)
-    unet = denoiser_of(scoring_pipeline).eval()
+    denoiser = denoiser_of(scoring_pipeline).eval()
     inputs = pipeline_cost_inputs(scoring_pipeline)
-    all_units = find_units(unet, inputs)
+    all_units = find_units(denoiser, inputs)
     units = [unit for unit in all_units if unit_filter(unit)] if unit_filter else all_units
     if not units:
         kinds = ", ".join(sorted({u.kind for u in all_units}))
         raise DiffpruneError(f"`unit_filter` leaves no candidate unit; kinds of units here: {kinds}")
-    totals_before = {"params": count_parameters(unet), "macs": count_macs(unet, inputs)}
+    totals_before = {"params": count_parameters(denoiser), "macs": count_macs(denoiser, inputs)}
     check_reachable(units, budget, totals_before[budget.cost])
     # One-shot scores of a budget-blind criterion do not depend on the budget, so they are reusable across
     # budgets from the same work folder; progressive rounds and budget-aware criteria record it.
@@ -142,8 +141,8 @@ def prune(
         # later rounds are scored after earlier selections; budget-aware criteria aim at the selection
         "ranking": ranking if scores_depend_on_budget else None,
         "calibration": calibration.as_dict(),
-        "model_fingerprint": _fingerprint(unet),
-        "scoring_dtype": str(placement_of(unet).dtype).removeprefix("torch."),
+        "model_fingerprint": _fingerprint(denoiser),
+        "scoring_dtype": str(placement_of(denoiser).dtype).removeprefix("torch."),
     }
     store = ScoreStore(Path(work_dir) / "scores.json" if work_dir else None, settings)
     context = ScoringContext(
@@ -168,23 +167,23 @@ def prune(
 
     # The cut comes from the input's own weights (so its precision), or from the trained copy that criteria
     # which train weights jointly (gradflow with train_weights) leave, brought back to the input's precision.
-    trained_unet = context.cache.get("trained_unet")
-    if trained_unet is None:
-        source_unet = denoiser_of(pipeline)
+    trained_denoiser = context.cache.get("trained_denoiser")
+    if trained_denoiser is None:
+        source_denoiser = denoiser_of(pipeline)
     else:
-        source_unet = trained_unet.eval().requires_grad_(False).to(placement_of(denoiser_of(pipeline)).dtype)
-    removed, pruned_unet = _cut_within_measured_budget(
-        source_unet, units, removed, latest_scores, budget, totals_before, inputs, ranking
+        source_denoiser = trained_denoiser.eval().requires_grad_(False).to(placement_of(denoiser_of(pipeline)).dtype)
+    removed, pruned_denoiser = _cut_within_measured_budget(
+        source_denoiser, units, removed, latest_scores, budget, totals_before, inputs, ranking
     )
-    totals_after = {"params": count_parameters(pruned_unet), "macs": count_macs(pruned_unet, inputs)}
-    pruned_pipeline = with_denoiser(pipeline, pruned_unet)
+    totals_after = {"params": count_parameters(pruned_denoiser), "macs": count_macs(pruned_denoiser, inputs)}
+    pruned_pipeline = with_denoiser(pipeline, pruned_denoiser)
 
     removed_names = {u.name for u in removed}
     report = {
         "diffprune_version": __version__,
         "source": source or str(getattr(pipeline.config, "_name_or_path", "") or type(pipeline).__name__),
         "pipeline_class": type(pipeline).__name__,
-        "denoiser": {"component": denoiser_name(pipeline), "class": type(unet).__name__},
+        "denoiser": {"component": denoiser_name(pipeline), "class": type(denoiser).__name__},
         "family": adapter.family,
         "settings": settings,
         "budget": budget.describe(),
@@ -211,20 +210,20 @@ def prune(
     return PruneResult(pruned_pipeline, [u.name for u in removed], latest_scores, report, original_pipeline=pipeline)
 
 
-def _cut_within_measured_budget(unet, units, removed, scores, budget, totals_before, inputs, ranking):
+def _cut_within_measured_budget(denoiser, units, removed, scores, budget, totals_before, inputs, ranking):
     """Cut, then confirm the budget on the cut model, removing the next-best units if it is not met (unit
     costs are measured per module in the full model, which can miss work shared outside the modules)."""
-    pruned_unet = remove_units(unet, [u.name for u in removed])
+    pruned_denoiser = remove_units(denoiser, [u.name for u in removed])
     if budget.num_units is not None:
-        return removed, pruned_unet
+        return removed, pruned_denoiser
     limit = budget.fraction_kept() * totals_before[budget.cost]
     measure = (lambda m: count_parameters(m)) if budget.cost == "params" else (lambda m: count_macs(m, inputs))
-    while measure(pruned_unet) > limit:
+    while measure(pruned_denoiser) > limit:
         extra = select_units(
             units, scores, Budget(num_units=len(removed) + 1), totals_before[budget.cost], removed, ranking=ranking
         )
         if not extra:
             raise DiffpruneError(f"cannot {budget.describe()}: no further unit can be removed")
         removed = removed + extra[:1]
-        pruned_unet = remove_units(unet, [u.name for u in removed])
-    return removed, pruned_unet
+        pruned_denoiser = remove_units(denoiser, [u.name for u in removed])
+    return removed, pruned_denoiser

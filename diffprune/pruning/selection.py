@@ -13,9 +13,12 @@ An unreachable budget is a one-line error that says the most that can be removed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from diffprune.errors import DiffpruneError
-from diffprune.structure.units import Unit
+
+if TYPE_CHECKING:  # annotations only: the CLI reads DEFAULT_BUDGET without loading the structure layer
+    from diffprune.structure.units import Unit
 
 RANKINGS = ("score", "score-per-cost")
 
@@ -37,12 +40,6 @@ class Budget:
         if self.num_units is not None and self.num_units < 1:
             raise DiffpruneError(f"`num_units` must be at least 1, got {self.num_units}")
 
-    @classmethod
-    def default_if_empty(cls, keep_macs=None, keep_params=None, num_units=None) -> Budget:
-        if keep_macs is None and keep_params is None and num_units is None:
-            keep_macs = 0.7
-        return cls(keep_macs, keep_params, num_units)
-
     @property
     def cost(self) -> str:
         return "params" if self.keep_params is not None else "macs"
@@ -56,6 +53,9 @@ class Budget:
 
     def fraction_kept(self) -> float | None:
         return self.keep_params if self.keep_params is not None else self.keep_macs
+
+
+DEFAULT_BUDGET = Budget(keep_macs=0.7)  # what prune, the CLI and budget-aware criteria use when given none
 
 
 def unit_cost(unit: Unit, cost: str) -> int:

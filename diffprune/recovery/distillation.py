@@ -28,9 +28,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from diffprune.devices import place, placement_of, torch_dtype
+from diffprune.distributed import accelerator_for, training_device
 from diffprune.errors import DiffpruneError
 from diffprune.families import family_of
 from diffprune.models.adapters import CalibrationSettings, adapter_for
+from diffprune.models.components import with_denoiser
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.recovery.checkpoints import load_checkpoint, save_checkpoint
@@ -160,10 +163,8 @@ def distill(
     dtype: "fp32", "bf16" or "fp16" (GPU) for the returned denoiser (and, unless settings.mixed_precision says
     otherwise, the autocast precision of training); None keeps the student pipeline's dtype.
     """
+    # deferred: it imports transformers and peft (seconds), which only training needs
     from diffusers.training_utils import EMAModel
-
-    from diffprune.devices import place, placement_of, torch_dtype
-    from diffprune.distributed import accelerator_for, training_device
 
     settings = settings or DistillSettings()
     # a copy: the caller's settings are left as they were
@@ -282,7 +283,6 @@ def distill(
     if ema is not None:
         ema.copy_to(final.parameters())
     final = torch.nn.Module.to(final, device=student_placement.device, dtype=result_dtype)
-    from diffprune.models.components import with_denoiser
 
     pipeline = with_denoiser(student_pipeline, final)
     return pipeline, history

@@ -17,7 +17,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import diffusers
+from accelerate import init_empty_weights
+from safetensors.torch import save_file
+
 from diffprune.errors import DiffpruneError
+from diffprune.models.saved_cuts import REPORT_FILE, removed_unit_names
+from diffprune.structure import removal
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +52,6 @@ class AdaptedLora:
         return f"kept {self.kept} LoRA keys, dropped {self.dropped_count} of removed units: {units}"
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
         path = Path(path)
         metadata = {"format": "pt"}
         if self.metadata:
@@ -94,10 +98,6 @@ def _adapted_module(key: str, unet_prefix: str) -> str | None:
 def _pruned_unet(pruned):
     """(UNet, removed unit names, pipeline class) of a pruned pipeline object or folder; a folder's UNet is built
     on the meta device: only its module names are needed."""
-    import diffusers
-
-    from diffprune.models.saved_cuts import REPORT_FILE, removed_unit_names
-
     if not isinstance(pruned, (str, Path)):
         # A PruneResult names its units; a pipeline holding a Pruned* UNet has them in its config.
         pipeline = getattr(pruned, "pipeline", pruned)
@@ -111,9 +111,6 @@ def _pruned_unet(pruned):
         raise DiffpruneError(
             f"{folder} is not a pruned pipeline folder (no model_index.json); pass the folder `diffprune prune` wrote"
         )
-    from accelerate import init_empty_weights
-
-    from diffprune.structure import removal
 
     index = json.loads((folder / "model_index.json").read_text())
     class_name = (index.get("unet") or [None, None])[1] or ""

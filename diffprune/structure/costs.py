@@ -31,13 +31,13 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
+def macs_by_module(denoiser: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
     """MACs of one forward per module path ('' is the whole model)."""
-    inputs = place(inputs, unet) if inputs else example_inputs(unet)
+    inputs = place(inputs, denoiser) if inputs else example_inputs(denoiser)
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_custom_flop_formulas())
     with torch.no_grad(), counter:
-        unet(**inputs)
-    root = type(unet).__name__
+        denoiser(**inputs)
+    root = type(denoiser).__name__
     result = {}
     for path, counts in counter.get_flop_counts().items():
         if path == "Global":
@@ -47,9 +47,9 @@ def macs_by_module(unet: torch.nn.Module, inputs: dict | None = None) -> dict[st
     return result
 
 
-def count_macs(unet: torch.nn.Module, inputs: dict | None = None) -> int:
-    """MACs of one UNet forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
-    return macs_by_module(unet, inputs).get("", 0)
+def count_macs(denoiser: torch.nn.Module, inputs: dict | None = None) -> int:
+    """MACs of one denoiser forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
+    return macs_by_module(denoiser, inputs).get("", 0)
 
 
 def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:

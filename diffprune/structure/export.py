@@ -24,14 +24,14 @@ def plain_config(model) -> dict:
     return problem_or_config
 
 
-def export_plain(unet):
+def export_plain(denoiser):
     """A stock diffusers model (the cut's base class) with the pruned model's weights and outputs."""
-    config = plain_config(unet)
-    plain = stock_class_of(type(unet)).from_config(config)
-    state = {k: v for k, v in unet.state_dict().items()}
+    config = plain_config(denoiser)
+    plain = stock_class_of(type(denoiser)).from_config(config)
+    state = {k: v for k, v in denoiser.state_dict().items()}
     missing, unexpected = plain.load_state_dict(state, strict=True)
     # Only attention-free blocks may lose keys (their attention weights are gone in both models).
     if missing or any(not re.search(r"attentions\.", key) for key in unexpected):
         raise DiffpruneError(f"plain export could not map weights ({len(missing)} missing); please report this")
-    placement = placement_of(unet)
+    placement = placement_of(denoiser)
     return plain.to(device=placement.device, dtype=placement.dtype).eval()

@@ -130,11 +130,11 @@ def replacement_for(module: nn.Module, gate_form: str) -> nn.Module:
     return Bypass(returns_container="return_dict" in parameters)
 
 
-def apply_removal(unet: nn.Module, removed: dict[str, str]) -> None:
+def apply_removal(denoiser: nn.Module, removed: dict[str, str]) -> None:
     """Replace units in place, given {name: gate form}; needs no forward, so it also works on the meta device
     that from_pretrained builds models on."""
     for name, gate_form in removed.items():
-        _set_module(unet, name, replacement_for(unet.get_submodule(name), gate_form))
+        _set_module(denoiser, name, replacement_for(denoiser.get_submodule(name), gate_form))
 
 
 class _CutModelFiles:

@@ -21,6 +21,7 @@ UPDATE_CHUNK = 16
 
 def load_clap(model_name_or_path: str):
     """(ClapModel, ClapProcessor) from a hub id or a local folder."""
+    # deferred: transformers takes seconds to import, and only CLAP scoring needs it
     from transformers import ClapModel, ClapProcessor
 
     location = resolve_pretrained_location(model_name_or_path)
@@ -71,6 +72,7 @@ class CLAPScore(Metric):
 def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     if source_rate == target_rate:
         return audio
+    # deferred: librosa is optional (the audio extra)
     import librosa
 
     return librosa.resample(audio, orig_sr=source_rate, target_sr=target_rate)

@@ -15,18 +15,15 @@ import torch
 from torch import nn
 
 from diffprune.errors import DiffpruneError, first_line
+from diffprune.models import zoo
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
-# bundled text-to-image model -> its bundled CLIP
-BUNDLED_CLIP_MODELS = {"digits-t2i": "digits-clip", "digits-sd3": "digits-clip"}
 UPDATE_CHUNK = 32
 
 
 def default_clip_model(*model_names: str | None) -> str:
-    for name in model_names:
-        if name in BUNDLED_CLIP_MODELS:
-            return BUNDLED_CLIP_MODELS[name]
-    return DEFAULT_CLIP_MODEL
+    """The bundled CLIP of the first bundled text-to-image model named (models/zoo.py), else DEFAULT_CLIP_MODEL."""
+    return next((zoo.clip_model_for(name) for name in model_names if zoo.clip_model_for(name)), DEFAULT_CLIP_MODEL)
 
 
 def features_tensor(output) -> torch.Tensor:
@@ -53,14 +50,13 @@ class FeaturesAsTensors(nn.Module):
 
 
 def resolve_pretrained_location(model_name_or_path: str) -> str:
-    """A bundled short name (digits-clip) becomes its folder; folders and hub ids pass through."""
-    from diffprune.models import zoo
-
+    """A bundled short name (models/zoo.py) becomes its folder; folders and hub ids pass through."""
     return str(zoo.bundled_path(model_name_or_path)) if zoo.is_bundled(model_name_or_path) else model_name_or_path
 
 
 def load_clip(model_name_or_path: str):
     """(CLIPModel, CLIPProcessor) from a hub id, a local folder or a bundled short name."""
+    # deferred: transformers takes seconds to import, and only CLIP scoring needs it
     from transformers import CLIPModel, CLIPProcessor
 
     location = resolve_pretrained_location(model_name_or_path)
@@ -77,6 +73,7 @@ class ClipScorer:
     """Mean CLIP score of images against their prompts. Build once (loads the model), call many times."""
 
     def __init__(self, model_name_or_path: str = DEFAULT_CLIP_MODEL, model=None, processor=None, device="cpu"):
+        # deferred: it imports transformers (seconds), which only CLIP scoring needs
         from torchmetrics.multimodal.clip_score import CLIPScore
 
         if model is None or processor is None:

@@ -2,7 +2,7 @@
 
 The feature space is either the standard InceptionV3 (torch-fidelity; its weights are downloaded unless a
 file is given, so offline machines pass --fid-weights) or a domain network: a bundled FeatureClassifier by
-short name (digits-features, tones-features) or a folder that FeatureClassifier.from_pretrained loads.
+short name (models/zoo.py) or a folder that FeatureClassifier.from_pretrained loads.
 InceptionV3 on 16x16 digits or 32x32 spectrograms measures mostly upsampling artefacts, which is why the
 bundled models default to their own feature networks.
 """
@@ -14,33 +14,26 @@ from pathlib import Path
 import torch
 
 from diffprune.errors import DiffpruneError, first_line
+from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
+from diffprune.models import zoo
 
 INCEPTION = "inception"
 INCEPTION_FEATURE_DIM = 2048
-# Bundled pipelines (by short-name prefix) and the bundled feature network trained on their domain.
-BUNDLED_FEATURE_NETWORKS = {"digits-": "digits-features", "tones-": "tones-features"}
 UPDATE_CHUNK = 64  # images per feature-network call, to bound memory
 _OFFLINE_HINT = (
     "pass `fid_weights` FILE (torch-fidelity's pt_inception-2015-12-05 weights) or "
-    "`fid_features` digits-features|tones-features|FOLDER"
+    f"`fid_features` {'|'.join(zoo.feature_networks())}|FOLDER"
 )
 
 
 def default_feature_network(*model_names: str | None) -> str:
     """The bundled feature network matching the first bundled model name given, else InceptionV3."""
-    from diffprune.models import zoo
-
-    for name in model_names:
-        if not (name and zoo.is_bundled(name)):
-            continue
-        for prefix, features in BUNDLED_FEATURE_NETWORKS.items():
-            if name.startswith(prefix) and name != features:
-                return features
-    return INCEPTION
+    return next((zoo.feature_network_for(name) for name in model_names if zoo.feature_network_for(name)), INCEPTION)
 
 
 def _fid_class():
     try:
+        # deferred: a broken torch-fidelity fails here as a one-line error, and only InceptionV3 FID needs it
         from torchmetrics.image.fid import FrechetInceptionDistance
     except Exception as error:  # a half-installed torch-fidelity (e.g. without torchvision) breaks the import
         raise DiffpruneError(
@@ -52,9 +45,6 @@ def _fid_class():
 
 def load_feature_network(features: str | torch.nn.Module) -> torch.nn.Module:
     """A custom feature network from a module, a bundled short name or a FeatureClassifier folder."""
-    from diffprune.evaluation.metrics.feature_networks import FeatureClassifier
-    from diffprune.models import zoo
-
     if isinstance(features, torch.nn.Module):
         return features.eval()
     if zoo.is_bundled(features):
@@ -62,8 +52,8 @@ def load_feature_network(features: str | torch.nn.Module) -> torch.nn.Module:
     folder = Path(features).expanduser()
     if not folder.is_dir():
         raise DiffpruneError(
-            f"unknown FID feature network {features!r}; pass 'inception', a bundled name (digits-features, "
-            "tones-features) or a folder saved with FeatureClassifier.save_pretrained"
+            f"unknown FID feature network {features!r}; pass 'inception', a bundled name "
+            f"({', '.join(zoo.feature_networks())}) or a folder saved with FeatureClassifier.save_pretrained"
         )
     try:
         return FeatureClassifier.from_pretrained(folder).eval()

@@ -9,12 +9,11 @@ denoiser call each denoiser family declares (diffprune/families).
 from diffprune.models.adapters.base import CalibrationSettings, TaskAdapter
 from diffprune.models.adapters.conditioned import ConditionedAdapter
 from diffprune.models.adapters.unconditional import UnconditionalAdapter
+from diffprune.models.generation import takes_prompts
+from diffprune.models.loading import check_has_denoiser
 
 
 def adapter_for(pipeline, settings: CalibrationSettings | None = None) -> TaskAdapter:
-    from diffprune.models.generation import takes_prompts
-    from diffprune.models.loading import check_has_denoiser
-
     check_has_denoiser(pipeline)
     settings = settings or CalibrationSettings()
     adapter_class = ConditionedAdapter if takes_prompts(pipeline) else UnconditionalAdapter

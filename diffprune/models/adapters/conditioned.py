@@ -15,6 +15,7 @@ import torch
 
 from diffprune.models.adapters.base import TaskAdapter
 from diffprune.models.prompts import default_prompts
+from diffprune.models.training_data import image_files, read_captions
 
 
 class ConditionedAdapter(TaskAdapter):
@@ -22,8 +23,6 @@ class ConditionedAdapter(TaskAdapter):
         super().__init__(pipeline, settings)
         prompts = settings.prompts or default_prompts(pipeline)
         if settings.images is not None:  # training images bring their own conditioning
-            from diffprune.models.training_data import image_files, read_captions
-
             prompts = read_captions(image_files(settings.images)[: settings.num_samples])
         self.prompts = [prompts[i % len(prompts)] for i in range(settings.num_samples)]
         self._encoded: dict[int, dict[str, torch.Tensor]] = {}
