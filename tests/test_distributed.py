@@ -75,11 +75,11 @@ def test_a_failed_launch_shows_what_the_failing_process_said(tmp_path):
 
 
 def test_the_cli_tears_the_group_down_after_a_command_but_not_after_a_failure(monkeypatch, capsys, tmp_path):
-    import diffprune.distributed
+    import diffprune.cli
     from diffprune.cli import main
 
     calls = []
-    monkeypatch.setattr(diffprune.distributed, "end_processes", lambda finished=True: calls.append(finished))
+    monkeypatch.setattr(diffprune.cli, "end_processes", lambda finished=True: calls.append(finished))
     assert main(["units", "digits-ddpm", "--json"]) == 0
     assert main(["units", str(tmp_path / "missing")]) == 2
     assert calls == [True, False]

@@ -114,7 +114,7 @@ def test_qwenimage_zero_cond_t_doubles_only_the_timestep_batch_and_per_sample_ga
 
 
 @pytest.mark.parametrize(
-    ("block", "zeroed"),
+    ("block", "writers"),
     [
         (
             "transformer_blocks.1",
@@ -124,9 +124,9 @@ def test_qwenimage_zero_cond_t_doubles_only_the_timestep_batch_and_per_sample_ga
         ("single_transformer_blocks.2", ("attn.to_out.weight",)),
     ],
 )
-def test_flux2_depth_cut_equals_the_block_made_an_identity_in_the_stock_forward(block, zeroed):
+def test_flux2_depth_cut_equals_the_block_made_an_identity_in_the_stock_forward(block, writers):
     model, inputs = model_and_inputs(tiny_flux2)
-    identity = zeroed(model, [f"{block}.{name}" for name in zeroed])
+    identity = zeroed(model, [f"{block}.{name}" for name in writers])
     with torch.no_grad():
         reference = identity(**inputs).sample
         with bypassed(model, [block]):  # the streams the block's call carries, in the order it returns them
