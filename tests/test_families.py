@@ -253,3 +253,41 @@ def test_the_adapter_calls_the_denoiser_as_the_pipeline_does(family, pipeline_na
     with torch.no_grad():
         prediction = adapter.predict(pipeline.transformer, hidden_states, timestep, adapter.conditioning([0, 1]))
     torch.testing.assert_close(prediction, expected, rtol=0, atol=1e-6)
+
+
+# Families whose pipelines guide in one batched call [unconditional; conditional]. DiT is left out: its tiny
+# model embeds 10 classes, and DiTPipeline's null class is a fixed 1000 (the ImageNet models' num_classes, which
+# is what encode_negative gives them).
+BATCHED_GUIDANCE = [
+    (family, name)
+    for family, name in PIPELINES
+    if family != "dit" and {f.name: f for f in all_families().values()}[family].guidance == "batched"
+]
+
+
+@pytest.mark.parametrize(("family", "pipeline_name"), BATCHED_GUIDANCE)
+def test_the_unconditional_input_is_the_pipelines_own_unconditional_half(family, pipeline_name):
+    """encode_negative (what the guided objective pairs with each prompt) equals the unconditional half of the
+    pipeline's first guided denoiser call."""
+    fixture = FAMILY_FIXTURES[family].pipelines[pipeline_name]
+    pipeline = fixture.build()
+    pipeline.set_progress_bar_config(disable=True)
+    calls = []
+    hook = pipeline.transformer.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(kwargs), with_kwargs=True
+    )
+    prompts = list(fixture.prompts)
+    generators = [torch.Generator().manual_seed(index) for index in range(len(prompts))]
+    try:
+        final_latents(pipeline, prompts, generators, 2, 4.0)
+    finally:
+        hook.remove()
+    adapter = adapter_for(pipeline, CalibrationSettings(num_samples=2, num_inference_steps=2, prompts=prompts))
+    negative = adapter.unconditional_conditioning([0, 1])
+    assert negative
+    for key, value in negative.items():
+        given = calls[0][key]
+        if given.shape[0] != 2 * len(prompts):  # HiDream's Llama states are layer first; the conditioning batch first
+            given = given.transpose(0, 1)
+        assert given.shape[0] == 2 * len(prompts), key  # guidance doubled the batch
+        torch.testing.assert_close(given[: len(prompts)], value, rtol=0, atol=1e-6, msg=key)
