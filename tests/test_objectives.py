@@ -16,7 +16,7 @@ from tiny_transformers import (
 
 import diffprune
 from diffprune.criteria import ScoringContext, get_criterion
-from diffprune.criteria.objectives import GuidedObjective, guided_objective
+from diffprune.criteria.objectives import GuidedObjective, guided_objective, resolved_objective
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
@@ -103,9 +103,9 @@ def test_cross_attention_matters_more_under_the_guided_objective_than_under_the_
 
 
 def test_the_objective_is_recorded_in_the_settings_and_checked():
-    assert get_criterion("gradflow").settings()["objective"] == "guided"
+    assert get_criterion("gradflow").settings()["objective"] == "auto"
     assert get_criterion("output-loss", objective="denoising-loss").settings()["objective"] == "denoising-loss"
-    with pytest.raises(DiffpruneError, match="unknown objective 'noise'; choose one of guided, denoising-loss"):
+    with pytest.raises(DiffpruneError, match="unknown objective 'noise'; choose one of auto, guided, denoising-loss"):
         get_criterion("taylor", objective="noise")
     with pytest.raises(DiffpruneError, match="unknown marking rule"):
         get_criterion("gradflow", marking="largest")
@@ -132,3 +132,17 @@ def test_an_unconditional_pipeline_compares_its_plain_prediction(ddpm):
     objective = guided_objective(context)
     assert not objective.guided and objective.teacher_direction is None
     assert objective.teacher_guided.shape == (4 * 3, 1, 16, 16)
+
+
+def test_auto_is_guided_with_a_prompt_and_the_denoising_loss_without(sd, ddpm):
+    conditioned, unconditional = _context(sd, prompts=PROMPTS), _context(ddpm)
+    assert resolved_objective(get_criterion("taylor"), conditioned) == "guided"
+    assert resolved_objective(get_criterion("taylor"), unconditional) == "denoising-loss"
+    assert resolved_objective(get_criterion("taylor", objective="guided"), unconditional) == "guided"
+    # the default on an unconditional model scores exactly as the denoising loss does
+    for name in ("output-loss", "taylor"):
+        scores = {}
+        for objective in ("auto", "denoising-loss"):
+            context = _context(ddpm)
+            scores[objective] = get_criterion(name, objective=objective).score(context, context.units, [], 0)
+        assert scores["auto"] == scores["denoising-loss"]

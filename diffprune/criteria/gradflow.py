@@ -34,7 +34,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
-from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objective, guided_objective
+from diffprune.criteria.objectives import (
+    AUTO,
+    DENOISING_LOSS,
+    GUIDED,
+    check_objective,
+    guided_objective,
+    resolved_objective,
+)
 from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
@@ -68,7 +75,7 @@ class GradFlow(Criterion):
     splits_across_processes: ClassVar[bool] = False  # one joint optimisation over all masks
     uses_budget: ClassVar[bool] = True
 
-    objective: str = GUIDED
+    objective: str = AUTO
     direction_weight: float = 1.0
     marking: str = "energy"
     steps: int = 60
@@ -90,7 +97,7 @@ class GradFlow(Criterion):
     def _loss(self, context, denoiser, batch) -> torch.Tensor:
         """The objective on one batch: (clean latents, indices, generator) for the denoising loss, a tensor of
         trajectory pairs for the guided objective."""
-        if self.objective == DENOISING_LOSS:
+        if resolved_objective(self, context) == DENOISING_LOSS:
             clean, indices, generator = batch
             return context.adapter.denoising_loss(denoiser, clean, indices, generator)
         return self._guided.loss(denoiser, batch)
@@ -98,7 +105,7 @@ class GradFlow(Criterion):
     def _same_noise_loss(self, context, denoiser, batch) -> torch.Tensor:
         """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
         sees the same noise and timesteps)."""
-        if self.objective != DENOISING_LOSS:
+        if resolved_objective(self, context) != DENOISING_LOSS:
             return self._loss(context, denoiser, batch)
         state = batch[2].get_state()
         loss = self._loss(context, denoiser, batch)
@@ -106,7 +113,7 @@ class GradFlow(Criterion):
         return loss
 
     def _batches(self, context, count: int, round_index: int) -> list:
-        if self.objective == DENOISING_LOSS:
+        if resolved_objective(self, context) == DENOISING_LOSS:
             return list(context.loss_batches(count, self.batch_size, seed=round_index))
         return self._guided.pair_batches(count, self.batch_size, seed=round_index)
 
@@ -143,7 +150,7 @@ class GradFlow(Criterion):
             current = sum(float(self._same_noise_loss(context, denoiser, batch)) for batch in batches) / len(batches)
             for start in range(0, len(free), per_call):
                 group = free[start : start + per_call]
-                if self.objective == GUIDED:
+                if resolved_objective(self, context) == GUIDED:
                     with gated(denoiser, units, variant_values(units, [{units[i].name} for i in group])):
                         losses = sum(
                             self._guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches
@@ -172,7 +179,7 @@ class GradFlow(Criterion):
         candidates = [index[u.name] for u in pending]
 
         denoiser = context.denoiser
-        if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
+        if resolved_objective(self, context) == GUIDED:  # the original's predictions, before any mask or weight moves
             self._guided = guided_objective(context, self.direction_weight)
         if self.train_weights:
             # every weight trains, however the input was

@@ -1,6 +1,10 @@
 """What the loss-based criteria (gradflow, taylor, output-loss) measure a masked or gated model by.
 
-* "guided" (the default): what the user's sampler uses, compared with the original's, on the original's own
+* "auto" (the default): "guided" for pipelines that take a prompt or a class label, "denoising-loss" for
+  unconditional ones (DDPM, DDIM, LDM, audio diffusion). Measured on digits-ddpm (docs/results.md, "The on-path
+  objective on an unconditional model"): the on-path error picked the same units as the denoising loss at most
+  budgets but made taylor's 0.6 cut far worse, so where there is no prompt to keep, the training loss stays.
+* "guided": what the user's sampler uses, compared with the original's, on the original's own
   sampling path. The inputs are the recorded trajectory (models/trajectory.py): the latents x_{i,k} the
   denoiser received at step k of calibration sample i, and the step's timestep. With c = prediction for the
   sample's prompt, u = prediction for the pipeline's negative prompt (DiT: its null class), s the pipeline's
@@ -24,14 +28,22 @@ import torch
 
 from diffprune.errors import DiffpruneError
 
+AUTO = "auto"
 GUIDED = "guided"
 DENOISING_LOSS = "denoising-loss"
-OBJECTIVES = (GUIDED, DENOISING_LOSS)
+OBJECTIVES = (AUTO, GUIDED, DENOISING_LOSS)
 
 
 def check_objective(objective: str) -> None:
     if objective not in OBJECTIVES:
         raise DiffpruneError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+
+
+def resolved_objective(criterion, context) -> str:
+    """The objective `criterion` measures by on this context's pipeline ("auto" resolved)."""
+    if criterion.objective != AUTO:
+        return criterion.objective
+    return GUIDED if context.adapter.conditioned else DENOISING_LOSS
 
 
 def guidance_scale(adapter) -> float:

@@ -15,14 +15,20 @@ import torch
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import Criterion, register
-from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objective, guided_objective
+from diffprune.criteria.objectives import (
+    AUTO,
+    DENOISING_LOSS,
+    check_objective,
+    guided_objective,
+    resolved_objective,
+)
 from diffprune.structure.gates import gated, variant_values
 
 
 @register("output-loss")
 @dataclass
 class OutputLoss(Criterion):
-    objective: str = GUIDED
+    objective: str = AUTO
     direction_weight: float = 1.0
     num_batches: int = 2
     batch_size: int = 8
@@ -31,7 +37,7 @@ class OutputLoss(Criterion):
         check_objective(self.objective)
 
     def score_pending(self, context, pending, removed, round_index) -> None:
-        if self.objective == DENOISING_LOSS:
+        if resolved_objective(self, context) == DENOISING_LOSS:
             self._score_denoising(context, pending, removed, round_index)
             return
         denoiser, units = context.denoiser, context.units

@@ -18,14 +18,20 @@ import torch
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import Criterion, register
-from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objective, guided_objective
+from diffprune.criteria.objectives import (
+    AUTO,
+    DENOISING_LOSS,
+    check_objective,
+    guided_objective,
+    resolved_objective,
+)
 from diffprune.structure.gates import gated, removal_values
 
 
 @register("taylor")
 @dataclass
 class Taylor(Criterion):
-    objective: str = GUIDED
+    objective: str = AUTO
     direction_weight: float = 1.0
     num_batches: int = 8
     batch_size: int = 8
@@ -34,7 +40,7 @@ class Taylor(Criterion):
         check_objective(self.objective)
 
     def score_pending(self, context, pending, removed, round_index) -> None:
-        if self.objective == DENOISING_LOSS:
+        if resolved_objective(self, context) == DENOISING_LOSS:
             total = self._loss_taylor(context, removed, round_index)
         else:
             total = self._gauss_newton(context, removed, round_index)

@@ -56,6 +56,8 @@ class TaskAdapter(ABC):
     "how far did the final latents move" is then a property of the model, not of the random draw.
     """
 
+    conditioned = False  # whether the pipeline takes a prompt or a class label
+
     def __init__(self, pipeline, settings: CalibrationSettings):
         from diffprune.models.generation import AUDIO_DIFFUSION, TEXT_TO_AUDIO, pipeline_family
 

@@ -19,6 +19,8 @@ from diffprune.models.training_data import image_files, read_captions
 
 
 class ConditionedAdapter(TaskAdapter):
+    conditioned = True
+
     def __init__(self, pipeline, settings):
         super().__init__(pipeline, settings)
         prompts = settings.prompts or default_prompts(pipeline)
