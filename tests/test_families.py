@@ -20,7 +20,7 @@ from tiny_transformers import model_and_inputs
 from diffprune.families import DEPTH, all_families, family_of
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.generation import final_latents
-from diffprune.structure.costs import count_macs, count_parameters
+from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.gates import gated, removal_values
 from diffprune.structure.removal import RESIDUAL_BRANCH, TWO_STREAM_BRANCH
 from diffprune.structure.surgery import remove_units
@@ -253,6 +253,41 @@ def test_the_adapter_calls_the_denoiser_as_the_pipeline_does(family, pipeline_na
     with torch.no_grad():
         prediction = adapter.predict(pipeline.transformer, hidden_states, timestep, adapter.conditioning([0, 1]))
     torch.testing.assert_close(prediction, expected, rtol=0, atol=1e-6)
+
+
+# QwenImage's call trims the prompt's tokens to the prompt's own length, so no fixed length is its call's; its cost
+# inputs keep a typical prompt's (77) tokens.
+PROMPT_LENGTH_TEXT = {"qwenimage"}
+
+
+@pytest.mark.parametrize(("family", "pipeline_name"), PIPELINES)
+def test_cost_and_timing_inputs_have_the_shapes_of_the_pipelines_own_call(family, pipeline_name):
+    """MACs, the prune budget and the timed denoiser forward use pipeline_cost_inputs: their tensors have the shapes
+    of the pipeline's own denoiser calls (T5 padding to max_sequence_length, SD3's CLIP + T5 tokens), so what is
+    counted and timed is what the pipeline runs."""
+    fixture = FAMILY_FIXTURES[family].pipelines[pipeline_name]
+    pipeline = fixture.build()
+    calls = []
+    hook = pipeline.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append({**({"hidden_states": args[0]} if args else {}), **kwargs}),
+        with_kwargs=True,
+    )
+    try:
+        pipeline.set_progress_bar_config(disable=True)
+        final_latents(
+            pipeline, list(fixture.prompts[:1]), [torch.Generator().manual_seed(0)], 2, fixture.guidance_scale
+        )
+    finally:
+        hook.remove()
+    called = {key: value for key, value in calls[0].items() if isinstance(value, torch.Tensor)}
+    inputs = pipeline_cost_inputs(pipeline, called["hidden_states"].shape[0])
+    shared = [
+        key for key in called if isinstance(inputs.get(key), torch.Tensor) and inputs[key].ndim == called[key].ndim
+    ]
+    assert "hidden_states" in shared
+    if family in PROMPT_LENGTH_TEXT:
+        shared = [key for key in shared if key != "encoder_hidden_states"]
+    assert {key: tuple(inputs[key].shape) for key in shared} == {key: tuple(called[key].shape) for key in shared}
 
 
 # Families whose pipelines guide in one batched call [unconditional; conditional]. DiT is left out: its tiny

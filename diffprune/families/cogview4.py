@@ -35,6 +35,11 @@ class CogView4(Family):
     stacks = (Stack("transformer_blocks", "num_layers", streams=IMAGE_TEXT),)
     guidance = "separate"
 
+    def text_length(self, pipeline):
+        """The call pads the prompt's GLM tokens to a multiple of 16 (a typical prompt: the tokenizer's length,
+        else DEFAULT_TEXT_LENGTH)."""
+        return -(-(super().text_length(pipeline) or DEFAULT_TEXT_LENGTH) // 16) * 16
+
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config
         size = latent_size or config.sample_size

@@ -47,6 +47,7 @@ class Flux(Family):
     )
     context_branches = ("ff_context",)
     guidance = "embedded"
+    pads_text_to_max_sequence_length = True
 
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config

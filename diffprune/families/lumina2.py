@@ -40,6 +40,7 @@ class Lumina2(Family):
     )
     branch_gates = {"attn": "norm2", "feed_forward": "ffn_norm2"}
     guidance = "separate"
+    pads_text_to_max_sequence_length = True
 
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config

@@ -40,6 +40,7 @@ def first_half_if_learnt_variance(prediction: torch.Tensor, noisy: torch.Tensor)
 class PixArt(Family):
     name = "pixart"
     stacks = (Stack("transformer_blocks", "num_layers"),)
+    pads_text_to_max_sequence_length = True
 
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config

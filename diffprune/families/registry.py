@@ -89,6 +89,9 @@ class Family:
     # How the pipeline's classifier-free guidance calls the denoiser: "batched" ([negative, positive] in one
     # call, doubling the batch), "separate" (one call each), "embedded" (guidance is an input, one call), "none".
     guidance: ClassVar[str] = "batched"
+    # Whether the pipeline's call pads every prompt to its `max_sequence_length` (T5-style encoders), which is
+    # then the text length of every denoiser call (costs and timing use it; see text_length).
+    pads_text_to_max_sequence_length: ClassVar[bool] = False
     unsupported: ClassVar[dict[str, str]] = {}  # {operation: why it cannot be done for this family}
 
     # -- what diffprune may do ------------------------------------------------------------------------------
@@ -160,6 +163,18 @@ class Family:
         """Keyword arguments of the pipeline's call for this classifier-free guidance scale (None: the call's
         own default)."""
         return {} if guidance_scale is None else {"guidance_scale": guidance_scale}
+
+    def text_length(self, pipeline) -> int | None:
+        """The text sequence length of the pipeline's denoiser calls (cost and timing inputs use it): the call's
+        `max_sequence_length` default where the family pads to it, else the tokenizer's padded length (None
+        when there is none). Families that join several encoders' tokens say so."""
+        if self.pads_text_to_max_sequence_length:
+            length = call_defaults(pipeline, ("max_sequence_length",)).get("max_sequence_length")
+            if isinstance(length, int):
+                return length
+        tokenizer = getattr(pipeline, "tokenizer", None)
+        length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+        return length if isinstance(length, int) and 0 < length < 10_000 else None
 
     def example_inputs(self, model, batch_size: int, text_length: int | None, latent_size: int | None, generator):
         """Keyword arguments for one call, random values of the right shapes on the CPU (placed by the caller)."""

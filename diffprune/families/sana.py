@@ -18,6 +18,7 @@ from diffprune.families.registry import DEFAULT_TEXT_LENGTH, Family, Stack, regi
 class Sana(Family):
     name = "sana"
     stacks = (Stack("transformer_blocks", "num_layers"),)
+    pads_text_to_max_sequence_length = True
 
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config

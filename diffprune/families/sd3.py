@@ -45,6 +45,12 @@ class SD3(Family):
                 dual_attention_layers=renumber_positions(dual, removed.get("transformer_blocks", []))
             )
 
+    def text_length(self, pipeline):
+        """CLIP's tokens (padded to its tokenizer's length) joined by T5's (padded to the call's
+        `max_sequence_length`; zeros when the pipeline has no T5)."""
+        clip = super().text_length(pipeline) or DEFAULT_TEXT_LENGTH
+        return clip + call_defaults(pipeline, ("max_sequence_length",)).get("max_sequence_length", 256)
+
     def example_inputs(self, model, batch_size, text_length, latent_size, generator):
         config = model.config
         size = latent_size or config.sample_size

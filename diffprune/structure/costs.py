@@ -13,7 +13,7 @@ import torch
 from torch.utils import flop_counter
 
 from diffprune.devices import place
-from diffprune.families import example_inputs
+from diffprune.families import example_inputs, family_of
 from diffprune.structure.denoiser import denoiser_of
 from diffprune.timing import time_interleaved, time_summary
 
@@ -56,14 +56,9 @@ def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:
     """One denoiser forward as the pipeline makes it (its tokenizer's length for text models, a transformer
     pipeline's latent size), batch 1 unless asked."""
     latent_size = getattr(pipeline, "default_sample_size", None)
-    return example_inputs(denoiser_of(pipeline), batch_size, text_length=text_length(pipeline), latent_size=latent_size)
-
-
-def text_length(pipeline) -> int | None:
-    """The encoder sequence length the pipeline feeds its UNet (its tokenizer's), or None when it has none."""
-    tokenizer = getattr(pipeline, "tokenizer", None)
-    length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
-    return length if isinstance(length, int) and 0 < length < 10_000 else None
+    denoiser = denoiser_of(pipeline)
+    text_length = family_of(denoiser).text_length(pipeline)
+    return example_inputs(denoiser, batch_size, text_length=text_length, latent_size=latent_size)
 
 
 # On a GPU one forward takes milliseconds and the launch queue, clocks and allocator vary run to run, so the
