@@ -68,11 +68,14 @@ def work_name(criterion: str, keep: float, repeat: int, options) -> str:
     """Scores are reused across budgets unless the criterion aims at the budget (gradient flow) or the options
     differ (random's seed); the score store refuses mixed settings, so those get folders of their own."""
     name = f"{criterion}-{repeat}" if options else criterion
-    return f"{name}-keep{keep}" if get_criterion(parse_criterion(criterion)[0]).uses_budget else name
+    base, spec_options = parse_criterion(criterion)
+    aims_at_budget = get_criterion(base).uses_budget or spec_options.get("rounds", 1) > 1
+    return f"{name}-keep{keep}" if aims_at_budget else name
 
 
 def parse_criterion(spec: str) -> tuple[str, dict]:
-    """ "ld-pruner" or "ld-pruner:statistic=paired" (options as key=value, comma-free) -> (name, options)."""
+    """ "ld-pruner" or "ld-pruner:statistic=paired" (options as key=value, comma-free) -> (name, options).
+    `rounds=K` is prune()'s progressive re-scoring, not a criterion option: "ld-pruner:rounds=3"."""
     name, _, options = spec.partition(":")
     pairs = [option.split("=", 1) for option in options.split(";") if option]
     return name, {key: int(value) if value.isdigit() else value for key, value in pairs}
@@ -95,12 +98,14 @@ def run_model(model, args, work_root):
             # deterministic criteria select once; random redraws its selection for every repeat
             for repeat in range(args.repeats if criterion == "random" else 1):
                 options = {**criterion_options, **({"seed": repeat} if criterion == "random" else {})} or None
+                criterion_arguments = {key: value for key, value in (options or {}).items() if key != "rounds"}
                 try:
                     results.append(
                         prune(
                             original,
-                            get_criterion(criterion, **(options or {})),
+                            get_criterion(criterion, **criterion_arguments),
                             Budget(keep_macs=keep),
+                            rounds=(options or {}).get("rounds", 1),
                             calibration=CalibrationSettings(**calibration),
                             work_dir=work_root / model / work_name(spec, keep, repeat, options),
                             show_progress=False,
