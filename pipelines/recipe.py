@@ -180,7 +180,7 @@ def main(defaults: RecipeDefaults, argv: list[str] | None = None, prog: str | No
     try:
         run(args, defaults)
     except DiffpruneError as error:
-        from diffprune.pruning.prune import WORK_FOLDER
+        from diffprune.outputs import WORK_FOLDER
 
         resumable = Path(args.out, WORK_FOLDER).is_dir()
         hint = f" (finished work is kept in {Path(args.out, WORK_FOLDER)}: rerun to resume)" if resumable else ""
@@ -207,8 +207,9 @@ def run(args, defaults: RecipeDefaults) -> Path:
     from diffprune.devices import resolve_device, torch_dtype
     from diffprune.evaluation.settings import EvaluationSettings
     from diffprune.models.prompts import default_prompts, read_prompts
-    from diffprune.outputs import check_new_output, staged_output, write_json_atomically
-    from diffprune.pruning.prune import WORK_FOLDER
+    from diffprune.models.saved_folder import save_pruned_folder
+    from diffprune.outputs import WORK_FOLDER, check_new_output, staged_output
+    from diffprune.recovery.distillation import distillation_report
 
     # Everything that can be checked is checked before the model loads: a typo costs seconds, not a pruning run.
     device = resolve_device(args.device)
@@ -290,16 +291,8 @@ def run(args, defaults: RecipeDefaults) -> Path:
         result.save(staging / "pruned")
         if history is not None:
             # The distilled cut, saved as `diffprune distill` saves one: the cut's report and card, plus its own.
-            dataclasses.replace(result, pipeline=models["distilled"]).save(staging / "distilled")
-            write_json_atomically(
-                staging / "distilled" / "distillation_report.json",
-                {
-                    "student": str(out / "pruned"),
-                    "teacher": args.model,
-                    "settings": dataclasses.asdict(distill_settings),
-                    "history": history,
-                },
-            )
+            report = distillation_report(str(out / "pruned"), args.model, distill_settings, history)
+            save_pruned_folder(staging / "distilled", models["distilled"], result.report, report)
         comparison = diffprune.compare_and_report(models, "original", staging / "comparison", **evaluation)
     shutil.rmtree(work, ignore_errors=True)
     print(comparison["table"])

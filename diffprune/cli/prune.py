@@ -9,7 +9,7 @@ from diffprune.criteria import available_criteria, get_criterion, parse_option_v
 from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models import zoo
-from diffprune.outputs import check_new_output
+from diffprune.outputs import WORK_FOLDER, check_new_output
 from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
 
 
@@ -127,7 +127,7 @@ def calibration_from_args(args, pipeline):
 def run(args) -> int:
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.pruning.prune import WORK_FOLDER, prune
+    from diffprune.pruning.prune import prune
 
     device, _ = device_and_dtype_from_args(args)
     out = check_new_output(args.out, allowed=(WORK_FOLDER,))

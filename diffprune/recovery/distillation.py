@@ -286,3 +286,9 @@ def distill(
 
     pipeline = with_denoiser(student_pipeline, final)
     return pipeline, history
+
+
+def distillation_report(student: str, teacher: str, settings: DistillSettings, history: list[dict]) -> dict:
+    """What distillation_report.json in a distilled folder says: where the student and teacher came from, the
+    settings and the loss history."""
+    return {"student": student, "teacher": teacher, "settings": asdict(settings), "history": history}
