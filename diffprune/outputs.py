@@ -14,6 +14,10 @@ from pathlib import Path
 
 from diffprune.errors import DiffpruneError
 
+# A run's resume state (scores, distillation checkpoints) inside its output folder; the folder's writer removes it
+# once the result is saved (models/saved_folder.py).
+WORK_FOLDER = ".diffprune-work"
+
 
 def check_writable_parent(folder: Path) -> None:
     parent = folder.resolve().parent

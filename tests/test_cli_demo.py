@@ -36,3 +36,23 @@ def test_the_demo_page_shows_a_timing_problem_as_a_note_not_as_a_speedup(tmp_pat
     page = write_index(tmp_path, sections, Namespace(criterion="ld-pruner", keep_macs=0.7)).read_text()
     assert "<td>see note</td>" in page and 'class="note"' in page and "183.0 ms" in page
     assert "digits-sd3 pruned: pipeline speedup not reported, a measurement problem" in page
+
+
+def test_the_demo_page_embeds_each_grid_and_links_the_reports_inside_the_output(tmp_path):
+    from argparse import Namespace
+
+    from PIL import Image
+
+    from diffprune.cli.demo import write_index
+
+    comparison_folder = tmp_path / "digits-ddpm-comparison"
+    comparison_folder.mkdir()
+    Image.new("RGB", (4, 4), "red").save(comparison_folder / "grid.png")
+    (comparison_folder / "report.html").write_text("<html></html>")
+    files = {"grid": str(comparison_folder / "grid.png"), "html": str(comparison_folder / "report.html")}
+    comparison = {"columns": ["model"], "rows": [{"model": "digits-ddpm pruned"}], "files": files}
+    sections = [{"name": "digits-ddpm", "pruned": tmp_path / "digits-ddpm-pruned", "comparison": comparison}]
+    page = write_index(tmp_path, sections, Namespace(criterion="magnitude", keep_macs=0.6)).read_text()
+    assert "<title>diffprune demo: magnitude to 60% of the denoiser&#x27;s MACs</title>" in page
+    assert 'src="data:image/png;base64,' in page and "<td>digits-ddpm pruned</td>" in page
+    assert "href='digits-ddpm-comparison/report.html'" in page and "href='digits-ddpm-pruned/README.md'" in page

@@ -98,3 +98,30 @@ def test_unwritable_output_folder(ddpm_folder, tmp_path, capsys):
         locked = str(locked_parent / "out")
     assert main(["prune", str(ddpm_folder), "--out", locked, *FAST]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_help_names_every_bundled_model_and_the_default_budget(capsys):
+    from diffprune.models import zoo
+    from diffprune.pruning.selection import DEFAULT_BUDGET
+
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert all(name in text for name in zoo.PIPELINES)
+    assert f"default --keep-macs {DEFAULT_BUDGET.keep_macs}" in text
+
+
+def test_without_budget_flags_the_budget_is_the_library_default():
+    from diffprune.cli import build_parser
+    from diffprune.cli.prune import budget_from_args
+    from diffprune.pruning.selection import DEFAULT_BUDGET
+
+    assert budget_from_args(build_parser().parse_args(["prune", "m", "--out", "o"])) == DEFAULT_BUDGET
+
+
+def test_a_bad_criterion_is_refused_before_the_model_loads(tmp_path, capsys):
+    out = tmp_path / "cut"
+    assert main(["prune", str(tmp_path / "no-such-model"), "--criterion", "bogus", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("diffprune: error: unknown criterion 'bogus'") and "\n" not in error
+    assert not out.exists()

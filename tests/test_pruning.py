@@ -11,7 +11,6 @@ from test_ld_pruner import make_zero_effect
 from tiny_models import tiny_ddpm_pipeline
 from untouched import assert_untouched, snapshot
 
-import diffprune.pruning.prune as prune_module
 from diffprune.criteria import Criterion, GradFlow, get_criterion
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
@@ -116,10 +115,6 @@ def test_nan_latents_are_reported(monkeypatch):
         pipeline.unet.conv_out.bias.fill_(float("nan"))
     with pytest.raises(DiffpruneError, match="NaN"):
         _prune(pipeline, num_units=1)
-
-
-def test_work_folder_name_is_hidden():
-    assert prune_module.WORK_FOLDER.startswith(".")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import prune_flux  # noqa: E402
 import prune_pixart  # noqa: E402
 import prune_sdxl  # noqa: E402
 import prune_stable_diffusion  # noqa: E402
+import recipe  # noqa: E402
 
 TINY = ["--num-units", "1", "--num-samples", "2", "--inference-steps", "1", "--device", "cpu"]
 TINY_EVALUATION = ["--eval-samples", "2", "--eval-inference-steps", "1", "--metrics", "macs"]
@@ -140,3 +141,16 @@ def test_transformer_recipes_depth_prune_and_distill(family, tmp_path):
         reloaded = diffprune.load_pipeline(str(out / stage))
         assert type(reloaded.transformer).__module__.startswith("diffusers.")  # the stock class
     assert (out / "comparison" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("script", [prune_stable_diffusion, prune_sdxl, prune_flux, prune_pixart])
+def test_recipes_take_every_flag_of_the_prune_command_with_their_own_defaults(script):
+    from diffprune.cli import build_parser, option_strings
+    from diffprune.cli.prune import budget_from_args
+
+    prune_parser = build_parser()._subparsers._group_actions[0].choices["prune"]
+    recipe_parser = recipe.build_parser(script.DEFAULTS)
+    assert option_strings(prune_parser) <= option_strings(recipe_parser)
+    args = recipe_parser.parse_args(["--out", "o"])
+    assert args.model == script.DEFAULTS.model and args.num_samples == script.DEFAULTS.num_samples
+    assert budget_from_args(args, script.DEFAULTS.keep_macs) == diffprune.Budget(keep_macs=script.DEFAULTS.keep_macs)

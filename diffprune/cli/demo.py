@@ -8,7 +8,6 @@ use the eval/ benchmarks for numbers worth quoting).
 
 from __future__ import annotations
 
-import base64
 import html
 import time
 from pathlib import Path
@@ -112,33 +111,23 @@ def check_budgets(names: list[str], keep_macs: float) -> None:
 def write_index(out: Path, sections: list[dict], args) -> Path:
     """One page for a person: each model's summary table and comparison grid, linking the full reports."""
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
-    from diffprune.evaluation.html_report import metrics_table
+    from diffprune.evaluation.html_report import data_uri, metrics_table, render_page
 
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>diffprune demo</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}"
-        "img{max-width:100%;image-rendering:pixelated}"
-        "p.note{background:#fff3cd;border-left:4px solid #d39e00;padding:0.5em 1em}</style></head><body>",
-        f"<h1>diffprune demo: {html.escape(args.criterion)} to {args.keep_macs:.0%} of the denoiser's MACs</h1>",
-        "<p>Small sample counts so it runs in minutes on a CPU; see docs/results.md for benchmark numbers.</p>",
-    ]
+    parts = ["<p>Small sample counts so it runs in minutes on a CPU; see docs/results.md for benchmark numbers.</p>"]
     for section in sections:
         comparison = section["comparison"]
-        columns = comparison["columns"]
         parts.append(f"<h2>{html.escape(section['name'])}</h2>")
-        parts.append(metrics_table(columns, comparison["rows"]))
+        parts.append(metrics_table(comparison["columns"], comparison["rows"]))
         grid = comparison["files"].get("grid")
         if grid and Path(grid).exists():
-            encoded = base64.b64encode(Path(grid).read_bytes()).decode()
-            parts.append(f"<p><img alt='comparison grid' src='data:image/png;base64,{encoded}'></p>")
-        report = Path(comparison["files"].get("html", "")).relative_to(out) if comparison["files"].get("html") else None
-        pruned = Path(section["pruned"]).relative_to(out)
-        links = [f"<a href='{pruned}/README.md'>pruned model card</a>"]
-        if report:
+            uri = data_uri(Path(grid).read_bytes(), "image/png")
+            parts.append(f'<p><img class="grid" alt="comparison grid" src="{uri}"></p>')
+        links = [f"<a href='{Path(section['pruned']).relative_to(out)}/README.md'>pruned model card</a>"]
+        if comparison["files"].get("html"):
+            report = Path(comparison["files"]["html"]).relative_to(out)
             links.insert(0, f"<a href='{report}'>full report (samples, audio)</a>")
         parts.append("<p>" + " · ".join(links) + "</p>")
-    parts.append("</body></html>")
+    title = f"diffprune demo: {args.criterion} to {args.keep_macs:.0%} of the denoiser's MACs"
     index = out / "index.html"
-    index.write_text("\n".join(parts))
+    index.write_text(render_page(title, parts))
     return index

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from diffprune.cli.device_options import add_device_options, device_and_dtype_from_args
 from diffprune.cli.prune import add_calibration_arguments, calibration_from_args
 from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
-from diffprune.outputs import check_new_output, staged_output, write_json_atomically
+from diffprune.outputs import WORK_FOLDER, check_new_output
 
 
 def register(subparsers) -> None:
@@ -57,7 +55,6 @@ def parse_weights(text: str) -> tuple[float, float, float]:
 def run(args) -> int:
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.pruning.prune import WORK_FOLDER
     from diffprune.recovery.distillation import DistillSettings, distill
 
     task, output, feature = parse_weights(args.loss_weights)
@@ -90,22 +87,11 @@ def run(args) -> int:
 
 
 def save_distilled(pipeline, history, settings, args, out: Path) -> None:
+    """The distilled cut with the student's pruning report and card carried forward, and its own report."""
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
-    from diffprune.models.model_card import write_removed_units_record
-    from diffprune.models.saved_cuts import save_pipeline
-    from diffprune.pruning.prune import WORK_FOLDER
+    from diffprune.models.saved_folder import pruning_report_of, save_pruned_folder
+    from diffprune.recovery.distillation import distillation_report
     from diffprune.structure.denoiser import denoiser_of
 
-    with staged_output(out) as staging:
-        stock_classes = save_pipeline(pipeline, staging)
-        write_removed_units_record(args.model, denoiser_of(pipeline), staging, stock_classes)
-        write_json_atomically(
-            staging / "distillation_report.json",
-            {
-                "student": args.model,
-                "teacher": args.teacher,
-                "settings": asdict(settings),
-                "history": history,
-            },
-        )
-    shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)
+    report = distillation_report(args.model, args.teacher, settings, history)
+    save_pruned_folder(out, pipeline, pruning_report_of(args.model, denoiser_of(pipeline)), report)

@@ -4,7 +4,7 @@ the removed units can be said in a plain config (see diffprune/export.py); loads
 from __future__ import annotations
 
 from diffprune.errors import DiffpruneError
-from diffprune.outputs import check_new_output, staged_output
+from diffprune.outputs import check_new_output
 
 
 def register(subparsers) -> None:
@@ -20,7 +20,7 @@ def run(args) -> int:
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.components import with_unet
     from diffprune.models.loading import load_pipeline
-    from diffprune.models.model_card import write_removed_units_record
+    from diffprune.models.saved_folder import pruning_report_of, save_pruned_folder
     from diffprune.structure.export import export_plain
 
     out = check_new_output(args.out)
@@ -33,8 +33,6 @@ def run(args) -> int:
     if not (pipeline.unet.config.get("removed_units") or {}):
         raise DiffpruneError(f"{args.model} has no removed units; it is a plain diffusers pipeline already")
     plain = with_unet(pipeline, export_plain(pipeline.unet))
-    with staged_output(out) as staging:
-        plain.save_pretrained(staging, safe_serialization=True)
-        write_removed_units_record(args.model, pipeline.unet, staging, stock_classes=True)
+    save_pruned_folder(out, plain, pruning_report_of(args.model, pipeline.unet))
     print(f"saved a stock diffusers pipeline to {out}")
     return 0

@@ -9,46 +9,22 @@ from diffprune.criteria import available_criteria, get_criterion, parse_option_v
 from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models import zoo
-from diffprune.outputs import check_new_output
+from diffprune.outputs import WORK_FOLDER, check_new_output
 from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
 
 
-def add_calibration_arguments(parser) -> None:
-    group = parser.add_argument_group("calibration")
-    group.add_argument("--num-samples", type=int, default=32, help="calibration samples (default 32)")
-    group.add_argument("--inference-steps", type=int, default=20, help="denoising steps per sample (default 20)")
-    group.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed + i")
-    group.add_argument(
-        "--prompts",
-        help="text-to-image: prompt file, one per line (default: the model folder's "
-        "calibration_prompts.txt, else assets/prompts/calibration.txt)",
-    )
-    group.add_argument("--guidance-scale", type=float, default=None, help="text-to-image guidance (default 7.5)")
-    group.add_argument(
-        "--images",
-        help="folder of training images (+ captions.txt for text-to-image) for loss-based "
-        "criteria and distillation; default: data-free (the original's own samples)",
-    )
-
-
-def register(subparsers) -> None:
+def add_criterion_arguments(parser) -> None:
     criteria = available_criteria()
-    parser = subparsers.add_parser(
-        "prune",
-        help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
-        description=f"Criteria (--criterion): {', '.join(criteria)}.",
-    )
-    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
-    parser.add_argument(
+    group = parser.add_argument_group("criterion")
+    group.add_argument(
         "--criterion",
         "--method",
         dest="criterion",
         default="ld-pruner",
-        choices=criteria,
         metavar="CRITERION",
-        help=f"scoring criterion: {', '.join(criteria)} (default ld-pruner)",
+        help=f"scoring criterion: {', '.join(criteria)} (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--criterion-option",
         action="append",
         default=[],
@@ -56,25 +32,78 @@ def register(subparsers) -> None:
         help="an option of the criterion, repeatable (e.g. statistic=paired for ld-pruner, steps=30 for gradflow, "
         "objective=denoising-loss for gradflow, taylor and output-loss)",
     )
-    budget = parser.add_argument_group(f"budget (one of; default --keep-macs {DEFAULT_BUDGET.keep_macs})")
-    budget.add_argument(
+
+
+def add_budget_arguments(parser, default_keep_macs: float = DEFAULT_BUDGET.keep_macs) -> None:
+    """--keep-macs, --keep-params, --num-units; budget_from_args reads them with the same default."""
+    group = parser.add_argument_group(f"budget (one of; default --keep-macs {default_keep_macs})")
+    group.add_argument(
         "--keep-macs", type=float, help="fraction of the denoiser's (UNet's or transformer's) MACs to keep"
     )
-    budget.add_argument("--keep-params", type=float, help="fraction of the denoiser's parameters to keep")
-    budget.add_argument("--num-units", type=int, help="number of units to remove")
-    parser.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
-    parser.add_argument(
+    group.add_argument("--keep-params", type=float, help="fraction of the denoiser's parameters to keep")
+    group.add_argument("--num-units", type=int, help="number of units to remove")
+
+
+def add_selection_arguments(parser) -> None:
+    group = parser.add_argument_group("scoring and selection")
+    group.add_argument(
+        "--variants-per-batch",
+        type=int,
+        default=8,
+        help="candidate cuts scored together in one batch (default: %(default)s)",
+    )
+    group.add_argument("--rounds", type=int, default=1, help="progressive pruning: re-score after each of K slices")
+    group.add_argument(
         "--kinds",
         help="comma-separated unit kinds that may be removed (default: all; `diffprune units MODEL` lists them)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--ranking",
         default="score",
         choices=["score", "score-per-cost"],
         help="remove lowest scores first (default), or lowest score per MAC/param saved first",
     )
-    parser.add_argument("--variants-per-batch", type=int, default=8, help="candidates scored together in one batch")
+
+
+def add_calibration_arguments(parser) -> None:
+    group = parser.add_argument_group("calibration")
+    group.add_argument("--num-samples", type=int, default=32, help="calibration samples (default: %(default)s)")
+    group.add_argument(
+        "--inference-steps", type=int, default=20, help="denoising steps per sample (default: %(default)s)"
+    )
+    group.add_argument("--seed", type=int, default=0, help="first seed; sample i uses seed + i")
+    group.add_argument(
+        "--prompts",
+        help="text-to-image: prompt file, one per line (default: the model folder's "
+        "calibration_prompts.txt, else assets/prompts/calibration.txt)",
+    )
+    group.add_argument(
+        "--guidance-scale", type=float, default=None, help="text-to-image guidance (default: the pipeline's own)"
+    )
+    group.add_argument(
+        "--images",
+        help="folder of training images (+ captions.txt for text-to-image) for loss-based "
+        "criteria and distillation; default: data-free (the original's own samples)",
+    )
+    group.add_argument(
+        "--max-batch",
+        type=int,
+        help="samples x candidate cuts per denoiser call while scoring, at least --variants-per-batch; lower both "
+        "if memory runs out (default: %(default)s; unset: CalibrationSettings.max_batch)",
+    )
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "prune",
+        help="score units, select under a budget, cut them, save a pipeline that reloads with diffusers",
+        description=f"Criteria (--criterion): {', '.join(available_criteria())}.",
+    )
+    parser.add_argument("model", help=f"pipeline folder, hub id, or bundled name ({', '.join(zoo.PIPELINES)})")
     parser.add_argument("--out", required=True, help="output folder (must be new; rerun the same command to resume)")
+    add_criterion_arguments(parser)
+    add_budget_arguments(parser)
+    add_selection_arguments(parser)
     add_calibration_arguments(parser)
     add_device_options(
         parser, dtype_help="precision of scoring (default: the model's own); the saved cut keeps the model's precision"
@@ -86,9 +115,9 @@ def criterion_from_args(args):
     return get_criterion(args.criterion, **parse_option_values(args.criterion, args.criterion_option))
 
 
-def budget_from_args(args):
+def budget_from_args(args, default_keep_macs: float = DEFAULT_BUDGET.keep_macs):
     if args.keep_macs is None and args.keep_params is None and args.num_units is None:
-        return DEFAULT_BUDGET
+        return Budget(keep_macs=default_keep_macs)
     return Budget(keep_macs=args.keep_macs, keep_params=args.keep_params, num_units=args.num_units)
 
 
@@ -121,22 +150,25 @@ def calibration_from_args(args, pipeline):
         prompts=prompts,
         guidance_scale=args.guidance_scale,
         images=args.images,
+        **({"max_batch": args.max_batch} if args.max_batch is not None else {}),
     )
 
 
 def run(args) -> int:
     # deferred: model code loads only when the command runs, so `diffprune --help` stays fast
     from diffprune.models.loading import load_pipeline
-    from diffprune.pruning.prune import WORK_FOLDER, prune
+    from diffprune.pruning.prune import prune
 
+    # checked before the model loads: a typo costs seconds
     device, _ = device_and_dtype_from_args(args)
     out = check_new_output(args.out, allowed=(WORK_FOLDER,))
+    criterion, budget, unit_filter = criterion_from_args(args), budget_from_args(args), kinds_filter(args.kinds)
     pipeline = load_pipeline(args.model, device=device)
     result = prune(
         pipeline,
-        criterion_from_args(args),
-        budget_from_args(args),
-        unit_filter=kinds_filter(args.kinds),
+        criterion,
+        budget,
+        unit_filter=unit_filter,
         rounds=args.rounds,
         calibration=calibration_from_args(args, pipeline),
         work_dir=Path(out) / WORK_FOLDER,

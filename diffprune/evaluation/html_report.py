@@ -27,10 +27,14 @@ p.note { background: #fff3cd; border-left: 4px solid #d39e00; padding: 0.5em 1em
 """
 
 
+def data_uri(data: bytes, media_type: str) -> str:
+    return f"data:{media_type};base64," + base64.b64encode(data).decode("ascii")
+
+
 def png_data_uri(image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_uri(buffer.getvalue(), "image/png")
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -42,7 +46,7 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
-    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio, sample_rate)).decode("ascii")
+    return data_uri(wav_bytes(audio, sample_rate), "audio/wav")
 
 
 def metrics_table(columns: list[str], rows: list[dict]) -> str:
@@ -80,10 +84,6 @@ def render_report(
 ) -> str:
     """The whole page as a string. audio: (model labels, row labels, {model label: WAV data URIs per row})."""
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",
         metrics_table(columns, rows),
         "<h2>Samples</h2>",
@@ -92,9 +92,19 @@ def render_report(
     ]
     if audio is not None:
         parts += ["<h2>Audio</h2>", _audio_table(*audio)]
-    parts += [
-        "<h2>Settings</h2>",
-        f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    parts += ["<h2>Settings</h2>", f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>"]
+    return render_page(title, parts)
+
+
+def render_page(title: str, body: list[str]) -> str:
+    """A self-contained page (the reports' style, a heading) around `body`, a list of HTML parts."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            *body,
+            "</body></html>",
+        ]
+    )

@@ -1,11 +1,9 @@
-"""Human-readable outputs of a pruning run: a model card (README.md) and a chart of the scores (PNG)."""
+"""Human-readable outputs of a pruning run: a model card (README.md) and a chart of the scores (PNG); written
+into a saved folder by saved_folder.save_pruned_folder."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-from diffprune.models.saved_cuts import MODEL_CARD_FILE, REPORT_FILE, removed_unit_names
 
 DEFAULT_DENOISER = {"component": "unet", "class": "UNet2DConditionModel"}  # reports made before it was recorded
 
@@ -112,28 +110,8 @@ def load_instructions(stock_classes: bool, denoiser: dict | None = None) -> list
     ]
 
 
-def write_removed_units_record(source: str | Path, pruned_denoiser, folder: Path, stock_classes: bool) -> None:
-    """Keep the plain-words list of removed units when a command rewrites a pruned folder (distill, export): the
-    source's pruning_report.json and score chart with a model card that says how this folder loads, or, for a
-    cut saved by hand (no report), a report and card made from its config."""
-    source = Path(source)
-    if (source / REPORT_FILE).is_file():
-        report = json.loads((source / REPORT_FILE).read_text())
-        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        chart = source / "scores.png"
-        if chart.is_file():
-            (folder / chart.name).write_bytes(chart.read_bytes())
-        write_model_card(
-            report,
-            folder / MODEL_CARD_FILE,
-            chart_name=chart.name if chart.is_file() else None,
-            stock_classes=stock_classes,
-        )
-        return
-    names = removed_unit_names(pruned_denoiser)
-    if not names:
-        return
-    (folder / REPORT_FILE).write_text(json.dumps({"removed_units": names}, indent=2) + "\n")
+def write_removed_units_card(names: list[str], path: Path, stock_classes: bool) -> None:
+    """The model card of a cut saved by hand (no pruning report): how it loads and the units its config names."""
     lines = [
         f"# Pruned UNet ({len(names)} units removed)",
         "",
@@ -146,4 +124,4 @@ def write_removed_units_record(source: str | Path, pruned_denoiser, folder: Path
         *(f"- `{name}`" for name in names),
         "",
     ]
-    (folder / MODEL_CARD_FILE).write_text("\n".join(lines))
+    path.write_text("\n".join(lines))

@@ -27,9 +27,6 @@ from diffprune.structure.denoiser import DENOISER_COMPONENTS, denoiser_of
 from diffprune.structure.export import export_plain
 from diffprune.structure.removal import LOAD_HINT, MODULE_NAME
 
-REPORT_FILE = "pruning_report.json"
-MODEL_CARD_FILE = "README.md"
-
 
 def removed_unit_names(denoiser) -> list[str]:
     return list((denoiser.config.get("removed_units") or {}).keys())

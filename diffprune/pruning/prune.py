@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,21 +26,16 @@ from diffprune.criteria import Criterion, ScoringContext, resolve_criterion
 from diffprune.criteria.base import describe
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.devices import placement_of, torch_dtype
-from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
 from diffprune.models.components import pipeline_in_dtype, with_denoiser
-from diffprune.models.model_card import write_model_card, write_score_chart
-from diffprune.models.saved_cuts import save_pipeline
+from diffprune.models.saved_folder import save_pruned_folder
 from diffprune.module_state import leaves_pipelines_untouched
-from diffprune.outputs import check_new_output, staged_output, write_json_atomically
 from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import Unit, find_units
-
-WORK_FOLDER = ".diffprune-work"  # resume state inside an output folder; removed once the result is saved
 
 
 @dataclass
@@ -54,24 +48,8 @@ class PruneResult:
 
     def save(self, folder: str | Path) -> Path:
         """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
-        is complete or absent. The denoiser is saved as a stock class where a stock config expresses the cut, else
-        with its own code (see models.saved_cuts.save_pipeline and the model card for how each loads)."""
-        folder = Path(folder)
-        if not is_main_process():  # under accelerate, one process writes
-            return folder
-        folder = check_new_output(folder, allowed=(WORK_FOLDER,))
-        with staged_output(folder) as staging:
-            stock_classes = save_pipeline(self.pipeline, staging)
-            write_json_atomically(staging / "pruning_report.json", self.report)
-            chart = write_score_chart(self.report, staging / "scores.png")
-            write_model_card(
-                self.report,
-                staging / "README.md",
-                chart_name=chart.name if chart else None,
-                stock_classes=stock_classes,
-            )
-        shutil.rmtree(folder / WORK_FOLDER, ignore_errors=True)
-        return folder
+        is complete or absent (models.saved_folder.save_pruned_folder, the one writer of saved folders)."""
+        return save_pruned_folder(folder, self.pipeline, self.report)
 
 
 def _fingerprint(denoiser) -> str:

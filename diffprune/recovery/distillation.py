@@ -163,17 +163,10 @@ def distill(
     dtype: "fp32", "bf16" or "fp16" (GPU) for the returned denoiser (and, unless settings.mixed_precision says
     otherwise, the autocast precision of training); None keeps the student pipeline's dtype.
     """
-    # deferred: it imports transformers and peft (seconds), which only training needs
-    from diffusers.training_utils import EMAModel
-
     settings = settings or DistillSettings()
     # a copy: the caller's settings are left as they were
     calibration = dataclasses.replace(calibration or CalibrationSettings(num_samples=64), show_progress=show_progress)
-    if type(student_pipeline) is not type(teacher_pipeline):
-        raise DiffpruneError(
-            f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
-            "distill from the pipeline the student was pruned from"
-        )
+    check_same_pipeline_class(student_pipeline, teacher_pipeline)
     student_placement = placement_of(denoiser_of(student_pipeline))
     result_dtype = torch_dtype(dtype, student_placement.device) or student_placement.dtype
     device = training_device(student_placement.device)
@@ -181,108 +174,151 @@ def distill(
     teacher_adapter = adapter_for(teacher_pipeline, calibration)
     teacher_adapter.check_losses_supported()
     teacher = denoiser_of(teacher_pipeline).eval().requires_grad_(False).to(device)
-    user_latents = teacher_adapter.user_latents()
-    clean_latents = (  # the user's images, or data-free: the teacher's own generations
-        user_latents.float().cpu()
-        if user_latents is not None
-        else teacher_adapter.final_latents(1, "teacher samples")[:, 0]
-    )
-
-    # fp32 master weights, however the pipeline is stored.
-    student = (
-        # nn.Module.to: ModelMixin.to warns on every dtype cast, even with nothing to keep in fp32
-        torch.nn.Module.to(copy.deepcopy(denoiser_of(student_pipeline)), device=device, dtype=torch.float32)
-        .train()
-        .requires_grad_(True)
-    )
-    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    student, optimizer = accelerator.prepare(student, optimizer)
-    unwrapped = accelerator.unwrap_model(student)
-    # Made after prepare, from the parameters that train, so the shadow weights share their device.
-    ema = EMAModel(unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+    clean_latents = training_latents(teacher_adapter)
+    training = StudentTraining(denoiser_of(student_pipeline), settings, accelerator, device)
     checkpoint = Path(work_dir) / "checkpoint" if work_dir else None
-    start, history = 0, []
-    if checkpoint is not None and (checkpoint / "state.json").exists():
-        start, ema_state, extra = load_checkpoint(checkpoint, unwrapped, getattr(optimizer, "optimizer", optimizer))
-        if extra.get("settings") != asdict(settings):
-            raise DiffpruneError(f"{work_dir} holds a checkpoint from different settings; use a new `out` folder")
-        history = extra.get("history", [])
-        if ema is not None and ema_state is not None:
-            for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params, strict=True):
-                shadow.copy_(ema_state[name])
-            ema.optimization_step = extra.get("ema_step", 0)
-    pairs = matched_blocks(unwrapped, teacher)
-    student_hooks = BlockOutputs(unwrapped, {name: paths[0] for name, paths in pairs.items()})
-    teacher_hooks = BlockOutputs(teacher, {name: paths[1] for name, paths in pairs.items()})
-    training_noise = TrainingNoise.for_pipeline(teacher_pipeline)
-    student_adapter = adapter_for(student_pipeline, calibration)
-    count = clean_latents.shape[0]
+    start, history = training.resume(checkpoint, settings)
 
+    pairs = matched_blocks(training.unwrapped, teacher)  # their outputs are the feature loss's terms
+    student_hooks = BlockOutputs(training.unwrapped, {name: paths[0] for name, paths in pairs.items()})
+    teacher_hooks = BlockOutputs(teacher, {name: paths[1] for name, paths in pairs.items()})
+    batches = TrainingBatches(clean_latents, TrainingNoise.for_pipeline(teacher_pipeline), settings, training)
+    student_adapter = adapter_for(student_pipeline, calibration)
     progress = tqdm(
         range(start, settings.steps), desc="distill", disable=not (show_progress and accelerator.is_main_process)
     )
     for step in progress:
-        # The batch depends only on (seed, step): a resumed run sees exactly the batches it would have seen.
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
-        # Draw for the whole batch, then take this process's share, so 1 and N processes see the same samples.
-        indices = torch.randint(0, count, (settings.batch_size,), generator=generator)
-        noise = torch.randn((settings.batch_size, *clean_latents.shape[1:]), generator=generator)
-        positions = training_noise.draw_timesteps(settings.batch_size, generator)
-        share = slice(accelerator.process_index, None, accelerator.num_processes)
-        if len(range(settings.batch_size)[share]) == 0:
-            share = slice(0, 1)
-        indices = indices[share].tolist()
-        clean = place(clean_latents[indices], unwrapped)
-        batch = training_noise.noise(clean, noise[share], positions[share])
+        indices, batch = batches.at(step)
         conditioning = student_adapter.conditioning(indices)
         teacher_prediction = None
         if settings.uses_teacher:
             with torch.no_grad():
-                teacher_prediction = teacher_adapter.predict(
-                    teacher, *place((batch.noisy, batch.timesteps, conditioning), teacher)
-                )
+                inputs = place((batch.noisy, batch.timesteps, conditioning), teacher)
+                teacher_prediction = teacher_adapter.predict(teacher, *inputs)
         with accelerator.autocast():
-            student_prediction = student_adapter.predict(
-                student, *place((batch.noisy, batch.timesteps, conditioning), unwrapped)
-            )
-            loss, parts = distillation_loss(
-                student_prediction,
-                batch.target,
-                teacher_prediction,
-                student_hooks.outputs,
-                teacher_hooks.outputs,
-                settings,
-            )
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(unwrapped.parameters())
+            inputs = place((batch.noisy, batch.timesteps, conditioning), training.unwrapped)
+            student_prediction = student_adapter.predict(training.student, *inputs)
+            features = student_hooks.outputs, teacher_hooks.outputs
+            loss, parts = distillation_loss(student_prediction, batch.target, teacher_prediction, *features, settings)
+        training.step(loss)
         history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
         progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        if (
-            checkpoint is not None
-            and accelerator.is_main_process
-            and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps)
-        ):
-            ema_state = (
-                {
-                    name: shadow
-                    for (name, _), shadow in zip(unwrapped.named_parameters(), ema.shadow_params, strict=True)
-                }
-                if ema
-                else None
-            )
-            extra = {"settings": asdict(settings), "history": history, "ema_step": ema.optimization_step if ema else 0}
-            save_checkpoint(
-                checkpoint, step + 1, unwrapped, getattr(optimizer, "optimizer", optimizer), ema_state, extra
-            )
+        if checkpoint is not None and ((step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps):
+            training.save(checkpoint, step + 1, settings, history)
     student_hooks.remove()
     teacher_hooks.remove()
-    final = accelerator.unwrap_model(student, keep_fp32_wrapper=False).eval().requires_grad_(False)
-    if ema is not None:
-        ema.copy_to(final.parameters())
-    final = torch.nn.Module.to(final, device=student_placement.device, dtype=result_dtype)
+    return with_denoiser(student_pipeline, training.finished(student_placement.device, result_dtype)), history
 
-    pipeline = with_denoiser(student_pipeline, final)
-    return pipeline, history
+
+def check_same_pipeline_class(student_pipeline, teacher_pipeline) -> None:
+    if type(student_pipeline) is not type(teacher_pipeline):
+        raise DiffpruneError(
+            f"student is a {type(student_pipeline).__name__} but the teacher is a {type(teacher_pipeline).__name__}; "
+            "distill from the pipeline the student was pruned from"
+        )
+
+
+def training_latents(teacher_adapter) -> torch.Tensor:
+    """The clean latents distillation noises: the user's images, or data-free, the teacher's own generations."""
+    user_latents = teacher_adapter.user_latents()
+    if user_latents is not None:
+        return user_latents.float().cpu()
+    return teacher_adapter.final_latents(1, "teacher samples")[:, 0]
+
+
+class StudentTraining:
+    """The student as it trains: an fp32 copy of its denoiser (fp32 master weights, however the pipeline is
+    stored) under accelerate, AdamW, the EMA of its weights, and their checkpoints without pickle."""
+
+    def __init__(self, denoiser, settings: DistillSettings, accelerator, device):
+        # deferred: it imports transformers and peft (seconds), which only training needs
+        from diffusers.training_utils import EMAModel
+
+        self.accelerator = accelerator
+        # nn.Module.to: ModelMixin.to warns on every dtype cast, even with nothing to keep in fp32
+        student = torch.nn.Module.to(copy.deepcopy(denoiser), device=device, dtype=torch.float32)
+        student = student.train().requires_grad_(True)
+        optimizer = torch.optim.AdamW(
+            student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        self.student, self.optimizer = self.accelerator.prepare(student, optimizer)
+        self.unwrapped = self.accelerator.unwrap_model(self.student)
+        # Made after prepare, from the parameters that train, so the shadow weights share their device.
+        self.ema = EMAModel(self.unwrapped.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+
+    @property
+    def _plain_optimizer(self):
+        return getattr(self.optimizer, "optimizer", self.optimizer)
+
+    def step(self, loss) -> None:
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.unwrapped.parameters())
+
+    def resume(self, checkpoint: Path | None, settings: DistillSettings) -> tuple[int, list[dict]]:
+        """(the step to start from, the loss history so far): from `checkpoint` when one is there, else (0, [])."""
+        if checkpoint is None or not (checkpoint / "state.json").exists():
+            return 0, []
+        start, ema_state, extra = load_checkpoint(checkpoint, self.unwrapped, self._plain_optimizer)
+        if extra.get("settings") != asdict(settings):
+            raise DiffpruneError(
+                f"{checkpoint.parent} holds a checkpoint from different settings; use a new `out` folder"
+            )
+        if self.ema is not None and ema_state is not None:
+            for (name, _), shadow in zip(self.unwrapped.named_parameters(), self.ema.shadow_params, strict=True):
+                shadow.copy_(ema_state[name])
+            self.ema.optimization_step = extra.get("ema_step", 0)
+        return start, extra.get("history", [])
+
+    def save(self, checkpoint: Path, step: int, settings: DistillSettings, history: list[dict]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        ema_state = None
+        if self.ema is not None:
+            names = (name for name, _ in self.unwrapped.named_parameters())
+            ema_state = dict(zip(names, self.ema.shadow_params, strict=True))
+        extra = {
+            "settings": asdict(settings),
+            "history": history,
+            "ema_step": self.ema.optimization_step if self.ema else 0,
+        }
+        save_checkpoint(checkpoint, step, self.unwrapped, self._plain_optimizer, ema_state, extra)
+
+    def finished(self, device, dtype: torch.dtype):
+        """The trained denoiser (the EMA weights, when kept) on `device` in `dtype`, for inference."""
+        final = self.accelerator.unwrap_model(self.student, keep_fp32_wrapper=False).eval().requires_grad_(False)
+        if self.ema is not None:
+            self.ema.copy_to(final.parameters())
+        return torch.nn.Module.to(final, device=device, dtype=dtype)
+
+
+class TrainingBatches:
+    """Step i's batch depends only on (seed, i), so a resumed run sees exactly the batches it would have seen;
+    it is drawn for the whole batch, then each process takes its share, so 1 and N processes see the same samples."""
+
+    def __init__(self, clean_latents, training_noise: TrainingNoise, settings: DistillSettings, training):
+        self.clean_latents, self.training_noise, self.settings = clean_latents, training_noise, settings
+        accelerator = training.accelerator
+        self.share = slice(accelerator.process_index, None, accelerator.num_processes)
+        if len(range(settings.batch_size)[self.share]) == 0:
+            self.share = slice(0, 1)
+        self.model = training.unwrapped
+
+    def at(self, step: int):
+        """(this process's sample indices, its noised batch) of training step `step`."""
+        size, count = self.settings.batch_size, self.clean_latents.shape[0]
+        generator = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + step)
+        indices = torch.randint(0, count, (size,), generator=generator)
+        noise = torch.randn((size, *self.clean_latents.shape[1:]), generator=generator)
+        positions = self.training_noise.draw_timesteps(size, generator)
+        indices = indices[self.share].tolist()
+        clean = place(self.clean_latents[indices], self.model)
+        return indices, self.training_noise.noise(clean, noise[self.share], positions[self.share])
+
+
+def distillation_report(student: str, teacher: str, settings: DistillSettings, history: list[dict]) -> dict:
+    """What distillation_report.json in a distilled folder says: where the student and teacher came from, the
+    settings and the loss history."""
+    return {"student": student, "teacher": teacher, "settings": asdict(settings), "history": history}

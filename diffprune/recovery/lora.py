@@ -22,7 +22,8 @@ from accelerate import init_empty_weights
 from safetensors.torch import save_file
 
 from diffprune.errors import DiffpruneError
-from diffprune.models.saved_cuts import REPORT_FILE, removed_unit_names
+from diffprune.models.saved_cuts import removed_unit_names
+from diffprune.models.saved_folder import REPORT_FILE
 from diffprune.structure import removal
 
 logger = logging.getLogger(__name__)
