@@ -17,8 +17,8 @@ from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings
 from diffprune.pruning.prune import prune
-from diffprune.pruning.selection import Budget
 from diffprune.structure.costs import count_macs
+from diffprune.structure.selection import Budget
 
 
 def _calibration():

@@ -19,13 +19,13 @@ from diffprune.distributed import process_state
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import TaskAdapter
 from diffprune.models.trajectory import Trajectory, recording_trajectory
-from diffprune.pruning.selection import select_units
+from diffprune.structure.selection import Budget, select_units
 from diffprune.structure.units import Unit
 
 
 @dataclass
 class ScoringContext:
-    """Everything a criterion may use: the adapter (calibration data, losses), every unit of the UNet,
+    """Everything a criterion may use: the adapter (calibration data, losses), every unit of the denoiser,
     the score store (resume), and the original's final latents, computed once."""
 
     adapter: TaskAdapter
@@ -33,7 +33,7 @@ class ScoringContext:
     store: ScoreStore
     show_progress: bool = True
     variants_per_batch: int = 8
-    budget: object = None  # selection.Budget; criteria that prune softly (gradient flow) aim at it
+    budget: Budget | None = None  # criteria that prune softly (gradient flow) aim at it
     total_costs: dict = field(default_factory=dict)  # {"macs": ..., "params": ...} of the original
     ranking: str = "score"  # selection.RANKINGS: how the scores are turned into a selection
     rounds: int = 1  # progressive pruning: round r selects (r + 1) / rounds of the budget

@@ -38,8 +38,8 @@ from diffprune.criteria.objectives import DENOISING_LOSS, GUIDED, check_objectiv
 from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
-from diffprune.pruning.selection import DEFAULT_BUDGET, select_units, unit_cost
 from diffprune.structure.gates import gated, removal_values, variant_values
+from diffprune.structure.selection import DEFAULT_BUDGET, select_units, unit_cost
 
 MARKING_RULES = ("gradient-flow", "energy", "mask")
 

@@ -35,9 +35,9 @@ from diffprune.models.model_card import write_model_card, write_score_chart
 from diffprune.models.saved_cuts import save_pipeline
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.outputs import check_new_output, staged_output, write_json_atomically
-from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.costs import count_macs, count_parameters, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
+from diffprune.structure.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import Unit, find_units
 
