@@ -1,18 +1,25 @@
-"""What a UNet costs: parameters, multiply-accumulates (MACs) of one forward, and measured latency.
+"""What a denoiser costs: parameters, multiply-accumulates (MACs) of one forward, and measured latency.
 
 MACs come from torch.utils.flop_counter (FLOPs / 2), per module. PyTorch registers no formula for the CPU
 flash-attention kernel that scaled_dot_product_attention dispatches to, so we add one (the same formula
 PyTorch uses for the CUDA kernels); otherwise attention would be free on CPU and missing from the budget.
 Inputs given by a caller are put on the model's device and dtype first (devices.place), so costs of a CUDA or
 bf16 model can be counted with the same inputs as those of a CPU fp32 one.
+
+MACs depend on the inputs (a transformer's on its sequence lengths), so `count_macs` says which it counted on:
+a pipeline's own cost inputs (what prune's report uses), inputs given by the caller, or the family's example
+inputs; the count it returns carries that description (`MacCount.inputs_used`).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch.utils import flop_counter
 
 from diffprune.devices import place
+from diffprune.errors import DiffpruneError
 from diffprune.families import example_inputs
 from diffprune.structure.denoiser import denoiser_of
 from diffprune.timing import time_interleaved, time_summary
@@ -31,25 +38,76 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def macs_by_module(denoiser: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
-    """MACs of one forward per module path ('' is the whole model)."""
-    inputs = place(inputs, denoiser) if inputs else example_inputs(denoiser)
+@contextmanager
+def counting_macs(denoiser: torch.nn.Module):
+    """Within the block, the MACs of `denoiser`'s forwards are counted; the dict yielded is filled on exit with
+    {module path: MACs} ('' is the whole model). Other work can share the forward (units.py probes shapes in it)."""
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_custom_flop_formulas())
-    with torch.no_grad(), counter:
-        denoiser(**inputs)
+    result: dict[str, int] = {}
+    with counter:
+        yield result
     root = type(denoiser).__name__
-    result = {}
     for path, counts in counter.get_flop_counts().items():
         if path == "Global":
             continue
         name = "" if path == root else path.removeprefix(root + ".")
         result[name] = sum(counts.values()) // 2
-    return result
 
 
-def count_macs(denoiser: torch.nn.Module, inputs: dict | None = None) -> int:
-    """MACs of one denoiser forward (batch and resolution as given by `inputs`, default batch 1 at sample size)."""
-    return macs_by_module(denoiser, inputs).get("", 0)
+def macs_by_module(denoiser: torch.nn.Module, inputs: dict | None = None) -> dict[str, int]:
+    """MACs of one forward per module path ('' is the whole model)."""
+    inputs = place(inputs, denoiser) if inputs else example_inputs(denoiser)
+    with torch.no_grad(), counting_macs(denoiser) as macs:
+        denoiser(**inputs)
+    return macs
+
+
+class MacCount(int):
+    """MACs of one forward (an int), with `inputs_used`: which inputs they were counted on, in words."""
+
+    inputs_used: str
+
+    def __new__(cls, macs: int, inputs_used: str = ""):
+        count = super().__new__(cls, macs)
+        count.inputs_used = inputs_used
+        return count
+
+
+def count_macs(model, inputs: dict | None = None) -> MacCount:
+    """MACs of one denoiser forward, counted on stated inputs:
+
+    * `model` a pipeline: its denoiser on the pipeline's own cost inputs (pipeline_cost_inputs: its tokenizer's
+      text length, its latent size; what prune's report counts on, so this reproduces the report's totals);
+    * `model` a denoiser and `inputs` given: on those (put on its device and dtype);
+    * a denoiser alone: on its family's example inputs (batch 1 at its sample size, the family's default text
+      length), which for a transformer can differ from what a pipeline feeds it.
+    The result is an int whose `inputs_used` says which of these it was, with the shapes."""
+    if not isinstance(model, torch.nn.Module):
+        if inputs is not None:
+            raise DiffpruneError(
+                "count_macs: give a pipeline (its own inputs), or its denoiser with `inputs`, not both"
+            )
+        denoiser, inputs, source = denoiser_of(model), pipeline_cost_inputs(model), "the pipeline's own cost inputs"
+    elif inputs:
+        denoiser, inputs, source = model, place(inputs, model), "the inputs given"
+    else:
+        denoiser, inputs, source = model, example_inputs(model), "the family's example inputs"
+    return MacCount(macs_by_module(denoiser, inputs).get("", 0), f"{source}: {describe_inputs(inputs)}")
+
+
+def describe_inputs(inputs: dict) -> str:
+    """The shapes of a denoiser call's tensor inputs, e.g. "hidden_states 1x16x8x8, timestep 1"."""
+    shapes = [
+        f"{name} {'x'.join(map(str, value.shape)) or 'scalar'}"
+        for name, value in inputs.items()
+        if torch.is_tensor(value)
+    ]
+    return ", ".join(shapes)
+
+
+def count_costs(denoiser: torch.nn.Module, inputs: dict) -> dict[str, int]:
+    """{"params": ..., "macs": ...} of a denoiser, MACs of one forward on `inputs`."""
+    return {"params": count_parameters(denoiser), "macs": int(count_macs(denoiser, inputs))}
 
 
 def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:
@@ -60,7 +118,7 @@ def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:
 
 
 def text_length(pipeline) -> int | None:
-    """The encoder sequence length the pipeline feeds its UNet (its tokenizer's), or None when it has none."""
+    """The encoder sequence length the pipeline feeds its denoiser (its tokenizer's), or None when it has none."""
     tokenizer = getattr(pipeline, "tokenizer", None)
     length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
     return length if isinstance(length, int) and 0 < length < 10_000 else None
