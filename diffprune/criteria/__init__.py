@@ -13,7 +13,7 @@ guidance direction relative to the original's, on the sampler's own path) or "de
 
 `prune(pipeline, criterion=...)` takes a name (`get_criterion("ld-pruner", statistic="paired")`), an instance
 (`LDPruner(statistic="paired")`), or any object with `score(context, candidates, removed, round_index)`
-returning {unit name: score}; a user's own criterion needs no registration (see README). Scores are kept in a
+returning {unit name: score} (or a ScoreResult); a user's own criterion needs no registration (see README). Scores are kept in a
 ScoreStore (score_store.py), so an interrupted run resumes.
 
 A criterion returns its scores as a value (base.ScoreResult: the scores, and the denoiser it trained, if it
@@ -49,7 +49,16 @@ _CLASSES = {
     "Random": "random",
     "Taylor": "taylor",
 }
-_BASE_NAMES = ("CRITERIA", "SCORE_NEUTRAL", "Criterion", "ScoringContext", "make_criterion", "options_of", "register")
+_BASE_NAMES = (
+    "CRITERIA",
+    "SCORE_NEUTRAL",
+    "Criterion",
+    "ScoreResult",
+    "ScoringContext",
+    "make_criterion",
+    "options_of",
+    "register",
+)
 
 
 def __getattr__(name):
@@ -129,6 +138,7 @@ __all__ = [
     "Magnitude",
     "OutputLoss",
     "Random",
+    "ScoreResult",
     "ScoringContext",
     "Taylor",
     "available_criteria",
