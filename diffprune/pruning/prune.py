@@ -86,7 +86,7 @@ class PrunePlan:
         ]
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps({**dataclasses.asdict(self), "budget": self.budget.__dict__}))
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # JSON's own types (tuples become lists)
 
     @classmethod
     def from_dict(cls, data: dict) -> PrunePlan:
@@ -107,7 +107,7 @@ class PruneResult:
     scores: dict[str, float]
     report: dict
     original_pipeline: object = field(default=None, repr=False)
-    plan: PrunePlan | None = field(default=None, repr=False)  # what was decided, before the cut (PrunePlan.to_dict)
+    plan: PrunePlan | None = field(default=None, repr=False)  # units, scores, settings, the removal set the cut kept
 
     def save(self, folder: str | Path) -> Path:
         """Write the pruned pipeline, pruning_report.json, README.md and a PNG chart of the scores; the folder
