@@ -19,7 +19,6 @@ import torch
 from torch.utils import flop_counter
 
 from diffprune.devices import place
-from diffprune.errors import DiffpruneError
 from diffprune.families import example_inputs
 from diffprune.structure.denoiser import denoiser_of
 from diffprune.timing import time_interleaved, time_summary
@@ -78,20 +77,17 @@ def count_macs(model, inputs: dict | None = None) -> MacCount:
 
     * `model` a pipeline: its denoiser on the pipeline's own cost inputs (pipeline_cost_inputs: its tokenizer's
       text length, its latent size; what prune's report counts on, so this reproduces the report's totals);
-    * `model` a denoiser and `inputs` given: on those (put on its device and dtype);
+    * `inputs` given: on those (put on the denoiser's device and dtype), `model` a denoiser or a pipeline;
     * a denoiser alone: on its family's example inputs (batch 1 at its sample size, the family's default text
       length), which for a transformer can differ from what a pipeline feeds it.
     The result is an int whose `inputs_used` says which of these it was, with the shapes."""
-    if not isinstance(model, torch.nn.Module):
-        if inputs is not None:
-            raise DiffpruneError(
-                "count_macs: give a pipeline (its own inputs), or its denoiser with `inputs`, not both"
-            )
-        denoiser, inputs, source = denoiser_of(model), pipeline_cost_inputs(model), "the pipeline's own cost inputs"
-    elif inputs:
-        denoiser, inputs, source = model, place(inputs, model), "the inputs given"
+    denoiser = model if isinstance(model, torch.nn.Module) else denoiser_of(model)
+    if inputs:
+        inputs, source = place(inputs, denoiser), "the inputs given"
+    elif denoiser is not model:
+        inputs, source = pipeline_cost_inputs(model), "the pipeline's own cost inputs"
     else:
-        denoiser, inputs, source = model, example_inputs(model), "the family's example inputs"
+        inputs, source = example_inputs(denoiser), "the family's example inputs"
     return MacCount(macs_by_module(denoiser, inputs).get("", 0), f"{source}: {describe_inputs(inputs)}")
 
 
@@ -118,7 +114,7 @@ def pipeline_cost_inputs(pipeline, batch_size: int = 1) -> dict:
 
 
 def text_length(pipeline) -> int | None:
-    """The encoder sequence length the pipeline feeds its denoiser (its tokenizer's), or None when it has none."""
+    """The encoder sequence length the pipeline feeds its UNet (its tokenizer's), or None when it has none."""
     tokenizer = getattr(pipeline, "tokenizer", None)
     length = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
     return length if isinstance(length, int) and 0 < length < 10_000 else None
