@@ -72,6 +72,8 @@ class _SoftPruning:
     removed: list  # units removed in earlier rounds (their masks stay at 0)
     budget: Budget
     total: float  # the original's total cost, MACs or params as the budget counts
+    exclusive: torch.Tensor  # each unit's cost less its directly nested units' (exclusive_costs)
+    ancestors: torch.Tensor  # ancestor_matrix: which masks multiply into each unit's effective mask
     denoiser: torch.nn.Module
     masks: torch.nn.Parameter
     weight_optimizer: torch.optim.Optimizer | None
@@ -82,6 +84,11 @@ class _SoftPruning:
     marked: dict[str, int]  # unit name -> step at which it was marked
     area: torch.Tensor  # running sum of each mask over the steps
     flow_at_marking: dict[str, float]
+
+    def expected_cost_fraction(self) -> torch.Tensor:
+        """C(m) / C_total: the fraction of the cost the masked model is expected to keep."""
+        effective = torch.exp(self.ancestors @ torch.log(self.masks.clamp_min(1e-12)).double())
+        return (self.total - (self.exclusive * (1 - effective)).sum()) / self.total
 
     def free(self) -> list[int]:
         return [i for i in self.candidates if self.units[i].name not in self.marked]
@@ -127,7 +134,7 @@ class GradFlow(Criterion):
         if self.objective == DENOISING_LOSS:
             clean, indices, generator = batch
             return context.adapter.denoising_loss(denoiser, clean, indices, generator)
-        return self._guided.loss(denoiser, batch)
+        return guided_objective(context, self.direction_weight).loss(denoiser, batch)
 
     def _same_noise_loss(self, context, denoiser, batch) -> torch.Tensor:
         """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
@@ -142,17 +149,14 @@ class GradFlow(Criterion):
     def _batches(self, context, count: int, round_index: int) -> list:
         if self.objective == DENOISING_LOSS:
             return list(context.loss_batches(count, self.batch_size, seed=round_index))
-        return self._guided.pair_batches(count, self.batch_size, seed=round_index)
+        return guided_objective(context, self.direction_weight).pair_batches(count, self.batch_size, seed=round_index)
 
-    def _expected_cost_fraction(self, masks, units, cost: str, total: float) -> torch.Tensor:
-        effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
-        return (total - (self._exclusive * (1 - effective)).sum()) / total
-
-    def _energy(self, context, denoiser, masks, batch, units, budget, total):
-        loss = self._loss(context, denoiser, batch)
-        if budget.num_units is not None:
+    def _energy(self, context, run: _SoftPruning, batch):
+        """(E, L) at the current masks: the objective plus the penalty on the expected cost above the budget."""
+        loss = self._loss(context, run.denoiser, batch)
+        if run.budget.num_units is not None:
             return loss, loss
-        excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
+        excess = torch.relu(run.expected_cost_fraction() - run.budget.fraction_kept())
         return loss + self.penalty * excess.square().to(loss.dtype), loss
 
     # -- the marking criterion --------------------------------------------------------------------
@@ -178,10 +182,9 @@ class GradFlow(Criterion):
             for start in range(0, len(free), per_call):
                 group = free[start : start + per_call]
                 if self.objective == GUIDED:
+                    guided = guided_objective(context, self.direction_weight)
                     with gated(denoiser, units, variant_values(units, [{units[i].name} for i in group])):
-                        losses = sum(
-                            self._guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches
-                        )
+                        losses = sum(guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches)
                 else:  # the denoising loss draws its own noise per call: one variant at a time
                     losses = []
                     for i in group:
@@ -218,12 +221,10 @@ class GradFlow(Criterion):
         units = context.units
         budget = context.budget or DEFAULT_BUDGET
         total = float(context.total_costs.get(budget.cost) or sum(unit_cost(u, budget.cost) for u in units))
-        self._exclusive = exclusive_costs(units, budget.cost)
-        self._ancestors = ancestor_matrix(units).double()
         index = {unit.name: i for i, unit in enumerate(units)}
         denoiser = context.denoiser
         if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
-            self._guided = guided_objective(context, self.direction_weight)
+            guided_objective(context, self.direction_weight)  # built now: later calls read it from context.cache
         if self.train_weights:  # every weight trains, however the input was
             denoiser = copy.deepcopy(denoiser).train().requires_grad_(True)
         else:
@@ -242,6 +243,8 @@ class GradFlow(Criterion):
             removed=list(removed),
             budget=budget,
             total=total,
+            exclusive=exclusive_costs(units, budget.cost),
+            ancestors=ancestor_matrix(units).double(),
             denoiser=denoiser,
             masks=masks,
             weight_optimizer=(
@@ -285,7 +288,7 @@ class GradFlow(Criterion):
         """One step of the gradient flow: free masks descend the energy (projected to [0, 1]), marked masks follow
         their cosine decay, trained weights take an AdamW step; the masks' area grows. Returns the step's loss."""
         masks = run.masks
-        energy, loss = self._energy(context, run.denoiser, masks, run.batches[step], run.units, run.budget, run.total)
+        energy, loss = self._energy(context, run, run.batches[step])
         parameters = [masks] + (list(run.denoiser.parameters()) if self.train_weights else [])
         gradients = torch.autograd.grad(energy, parameters, allow_unused=True)
         with torch.no_grad():
