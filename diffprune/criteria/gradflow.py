@@ -134,7 +134,7 @@ class GradFlow(Criterion):
         if self.objective == DENOISING_LOSS:
             clean, indices, generator = batch
             return context.adapter.denoising_loss(denoiser, clean, indices, generator)
-        return guided_objective(context, self.direction_weight).loss(denoiser, batch)
+        return self._guided.loss(denoiser, batch)
 
     def _same_noise_loss(self, context, denoiser, batch) -> torch.Tensor:
         """The loss on a batch, leaving a denoising-loss batch's generator as it was (so every variant compared
@@ -149,7 +149,7 @@ class GradFlow(Criterion):
     def _batches(self, context, count: int, round_index: int) -> list:
         if self.objective == DENOISING_LOSS:
             return list(context.loss_batches(count, self.batch_size, seed=round_index))
-        return guided_objective(context, self.direction_weight).pair_batches(count, self.batch_size, seed=round_index)
+        return self._guided.pair_batches(count, self.batch_size, seed=round_index)
 
     def _energy(self, context, run: _SoftPruning, batch):
         """(E, L) at the current masks: the objective plus the penalty on the expected cost above the budget."""
@@ -182,9 +182,10 @@ class GradFlow(Criterion):
             for start in range(0, len(free), per_call):
                 group = free[start : start + per_call]
                 if self.objective == GUIDED:
-                    guided = guided_objective(context, self.direction_weight)
                     with gated(denoiser, units, variant_values(units, [{units[i].name} for i in group])):
-                        losses = sum(guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches)
+                        losses = sum(
+                            self._guided.errors(denoiser, batch, len(group)).double().mean(0) for batch in batches
+                        )
                 else:  # the denoising loss draws its own noise per call: one variant at a time
                     losses = []
                     for i in group:
@@ -224,7 +225,7 @@ class GradFlow(Criterion):
         index = {unit.name: i for i, unit in enumerate(units)}
         denoiser = context.denoiser
         if self.objective == GUIDED:  # the original's predictions, before any mask or weight moves
-            guided_objective(context, self.direction_weight)  # built now: later calls read it from context.cache
+            self._guided = guided_objective(context, self.direction_weight)
         if self.train_weights:  # every weight trains, however the input was
             denoiser = copy.deepcopy(denoiser).train().requires_grad_(True)
         else:
