@@ -13,8 +13,8 @@ guidance direction relative to the original's, on the sampler's own path) or "de
 
 `prune(pipeline, criterion=...)` takes a name (`get_criterion("ld-pruner", statistic="paired")`), an instance
 (`LDPruner(statistic="paired")`), or any object with `score(context, candidates, removed, round_index)`
-returning {unit name: score} (or a ScoreResult); a user's own criterion needs no registration (see README). Scores are kept in a
-ScoreStore (score_store.py), so an interrupted run resumes.
+returning {unit name: score} (or a ScoreResult); a user's own criterion needs no registration (see README).
+Scores are kept in a ScoreStore (score_store.py), so an interrupted run resumes.
 
 A criterion returns its scores as a value (base.ScoreResult: the scores, and the denoiser it trained, if it
 trained one); prune() does the selection and the cut. Criteria that aim at the budget (gradflow, LD-Pruner's
