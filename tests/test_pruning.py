@@ -179,6 +179,8 @@ def test_the_plan_is_what_the_report_prints_and_survives_json(ddpm, tmp_path):
 def test_a_prune_probes_the_original_once_and_measures_each_cut_once(ddpm, monkeypatch):
     """Units, shapes and MACs come from one forward of the denoiser; the cut reuses the plan's units (no second
     probe) and is measured once, that measurement giving the report's totals after."""
+    import diffprune.pruning.prune as prune_module  # the module, whose remove_units the cut calls
+
     forwards, cuts = {"original": 0, "cut": 0}, []
     original_forward, original_remove = type(ddpm.unet).forward, prune_module.remove_units
 
