@@ -3,8 +3,8 @@
 The package follows the flow, one folder per stage (each folder's docstring says what it owns and what it
 may import):
     families/ (what each denoiser class is made of and how its pipeline calls it) -> structure/ (units, gates,
-    costs, surgery) -> criteria/ (scores) -> pruning/ (budget, selection, prune) -> recovery/ (distillation,
-    LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
+    costs, budget and selection, surgery) -> criteria/ (scores) -> pruning/ (prune: plan, then cut) ->
+    recovery/ (distillation, LoRA) -> evaluation/ (metrics, latency, reports) -> cli/
 with models/ (loading, saving, generation, task adapters, training noise) beside them, and shared modules at the
 root (errors, devices, tensors, outputs, distributed, timing).
 
@@ -36,7 +36,7 @@ _EXPORTS = {
     "DiffpruneError": "errors",
     "prune": "pruning.prune",
     "PruneResult": "pruning.prune",
-    "Budget": "pruning.selection",
+    "Budget": "structure.selection",
     "Criterion": "criteria.base",
     "ScoringContext": "criteria.base",
     "get_criterion": "criteria",

@@ -39,7 +39,7 @@ from diffprune.evaluation.settings import EvaluationSettings  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
-from diffprune.pruning.selection import Budget  # noqa: E402
+from diffprune.structure.selection import Budget  # noqa: E402
 
 SD15_SHAPE = "sd15-shape"
 

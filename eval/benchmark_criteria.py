@@ -33,8 +33,8 @@ from diffprune.models.adapters import CalibrationSettings  # noqa: E402
 from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
-from diffprune.pruning.selection import Budget  # noqa: E402
 from diffprune.recovery.distillation import DistillSettings, distill  # noqa: E402
+from diffprune.structure.selection import Budget  # noqa: E402
 
 FEATURES = {
     "digits-ddpm": "digits-features",

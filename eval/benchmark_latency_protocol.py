@@ -38,7 +38,7 @@ from diffprune.structure.surgery import remove_units  # noqa: E402
 from diffprune.structure.units import find_units  # noqa: E402
 from diffprune.timing import per_round_ratios, spread  # noqa: E402
 
-PARTS = {"unet_forward": "denoiser forward", "pipeline": "pipeline call"}
+PARTS = {"denoiser_forward": "denoiser forward", "pipeline": "pipeline call"}
 
 
 def measure(name: str, args) -> dict:

@@ -21,7 +21,7 @@ from diffprune.models.adapters import CalibrationSettings  # noqa: E402
 from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
-from diffprune.pruning.selection import (
+from diffprune.structure.selection import (
     RANKINGS,  # noqa: E402
     Budget,  # noqa: E402
 )

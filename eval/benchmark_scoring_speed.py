@@ -38,8 +38,8 @@ from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.models.components import pipeline_in_dtype  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
-from diffprune.pruning.selection import Budget, select_units  # noqa: E402
 from diffprune.structure.costs import count_macs, pipeline_cost_inputs  # noqa: E402
+from diffprune.structure.selection import Budget, select_units  # noqa: E402
 from diffprune.structure.units import find_units  # noqa: E402
 
 SD15_SHAPE = "sd15-shape"

@@ -44,6 +44,7 @@ from results_file import cpu_name, write_section  # noqa: E402
 import diffprune  # noqa: E402
 from diffprune.devices import resolve_device, torch_dtype  # noqa: E402
 from diffprune.evaluation.latency import LatencySettings, measure_latencies, speedups  # noqa: E402
+from diffprune.evaluation.report_keys import current_names  # noqa: E402
 from diffprune.models.components import with_unet  # noqa: E402
 from diffprune.structure.costs import count_macs, count_parameters  # noqa: E402
 from diffprune.structure.units import find_units  # noqa: E402
@@ -241,7 +242,7 @@ def main() -> None:
                 warmup=args.warmup,
                 num_inference_steps=args.steps,
                 guidance_scale=args.guidance_scale,
-                measure_unet="unet" in parts,
+                measure_denoiser="unet" in parts,
                 measure_pipeline="pipeline" in parts,
                 **options,
             )
@@ -362,6 +363,7 @@ def gpu_placeholder_section() -> str:
 
 
 def markdown_table(result: dict) -> str:
+    result = current_names(result)  # results saved before the denoiser forward was named `denoiser_forward`
     lines = [
         f"{result['hardware']}; {result['device']} {result['dtype']}; {result['resolution']}x{result['resolution']} "
         f"(latent {result['latent']}x{result['latent']}); models timed together in alternating rounds: "
@@ -395,12 +397,12 @@ def markdown_table(result: dict) -> str:
 
     for row in result["rows"]:
         latency, speedup = row["latency"], row["speedup"]
-        unet_batch = latency.get("unet_forward", {}).get("unet_batch_size", "–")
+        unet_batch = latency.get("denoiser_forward", {}).get("denoiser_batch_size", "–")
         lines.append(
             f"| {row['set']} | {row.get('mode', 'eager')} | {len(row['removed_units'])} | {row['params'] / 1e6:.0f} "
             f"| {row['macs'] / 1e9:.0f} | {row['macs_fraction']:.2f} | {row['batch_size']} | {unet_batch} "
-            f"| {ms(latency, 'unet_forward')} | {measured(speedup, 'unet_forward')} | {ms(latency, 'pipeline')} | {measured(speedup, 'pipeline')} "
-            f"| {number(speedup, 'predicted_from_macs')} | {number(speedup, 'realisation_ratio_unet_forward')} "
+            f"| {ms(latency, 'denoiser_forward')} | {measured(speedup, 'denoiser_forward')} | {ms(latency, 'pipeline')} | {measured(speedup, 'pipeline')} "
+            f"| {number(speedup, 'predicted_from_macs')} | {number(speedup, 'realisation_ratio_denoiser_forward')} "
             f"| {number(speedup, 'realisation_ratio_pipeline')} |"
         )
     for row in result["rows"]:
@@ -412,7 +414,7 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-PART_NAMES = {"unet_forward": "UNet forward", "pipeline": "pipeline call"}
+PART_NAMES = {"denoiser_forward": "UNet forward", "pipeline": "pipeline call"}
 
 
 def _given_options(args) -> list[str]:

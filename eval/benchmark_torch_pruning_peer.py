@@ -39,8 +39,8 @@ from diffprune.families import example_inputs  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
-from diffprune.pruning.selection import Budget  # noqa: E402
 from diffprune.structure.costs import count_macs, count_parameters, measure_latency  # noqa: E402
+from diffprune.structure.selection import Budget  # noqa: E402
 
 MODEL = "digits-ddpm"
 

@@ -14,8 +14,8 @@ from tiny_models import tiny_ddpm_pipeline  # noqa: E402
 from diffprune.criteria import ScoringContext, get_criterion  # noqa: E402
 from diffprune.criteria.score_store import ScoreStore  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
-from diffprune.pruning.selection import Budget  # noqa: E402
 from diffprune.structure.costs import count_macs  # noqa: E402
+from diffprune.structure.selection import Budget  # noqa: E402
 from diffprune.structure.units import find_units  # noqa: E402
 
 

@@ -80,7 +80,7 @@ def test_a_loss_criterion_distillation_and_evaluation_run_on_chroma(chroma, tmp_
     )
     results, reference = report["results"], report["reference_results"]
     assert results["macs"] < reference["macs"] and results["fid"]["vs_reference"] > 0
-    assert results["latency"]["unet_forward"]["unet_batch_size"] == 1  # guidance as a second call
+    assert results["latency"]["denoiser_forward"]["denoiser_batch_size"] == 1  # guidance as a second call
     folder = tmp_path / "cut"
     diffprune.PruneResult(distilled, result.removed, result.scores, result.report).save(folder)
     reloaded = diffprune.load_pipeline(str(folder))

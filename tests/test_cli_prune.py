@@ -6,6 +6,7 @@ import pytest
 from diffusers import DiffusionPipeline
 
 from diffprune.cli import main
+from diffprune.structure.selection import DEFAULT_BUDGET
 
 FAST = ["--num-samples", "3", "--inference-steps", "2", "--device", "cpu"]
 
@@ -102,7 +103,6 @@ def test_unwritable_output_folder(ddpm_folder, tmp_path, capsys):
 
 def test_help_names_every_bundled_model_and_the_default_budget(capsys):
     from diffprune.models import zoo
-    from diffprune.pruning.selection import DEFAULT_BUDGET
 
     with pytest.raises(SystemExit):
         main(["prune", "--help"])
@@ -114,7 +114,6 @@ def test_help_names_every_bundled_model_and_the_default_budget(capsys):
 def test_without_budget_flags_the_budget_is_the_library_default():
     from diffprune.cli import build_parser
     from diffprune.cli.prune import budget_from_args
-    from diffprune.pruning.selection import DEFAULT_BUDGET
 
     assert budget_from_args(build_parser().parse_args(["prune", "m", "--out", "o"])) == DEFAULT_BUDGET
 

@@ -55,7 +55,7 @@ def test_summary_table_and_json(ddpm_comparison):
     assert "pruned" in summary["table"] and "latency_ms" in summary["table"]
     report = json.loads((out / "report.json").read_text())
     assert report["summary"] == json.loads(json.dumps(summary["rows"]))
-    assert report["models"]["pruned"]["latency"]["unet_forward"]["median_ms"] > 0
+    assert report["models"]["pruned"]["latency"]["denoiser_forward"]["median_ms"] > 0
 
 
 def test_html_is_self_contained(ddpm_comparison):

@@ -11,7 +11,7 @@ from diffprune.criteria import BUILTIN_CRITERIA, ScoringContext, available_crite
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings, adapter_for
-from diffprune.pruning.selection import Budget
+from diffprune.structure.selection import Budget
 from diffprune.structure.units import find_units
 
 DATA_DRIVEN = ["ld-pruner", "taylor", "output-loss", "gradflow"]

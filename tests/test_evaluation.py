@@ -73,7 +73,7 @@ def test_evaluate_reports_costs_latency_and_speedup_and_leaves_its_inputs_alone(
     assert_untouched(before[1], dense)
     results, reference = report["results"], report["reference_results"]
     assert results["params"] < reference["params"] and results["macs"] < reference["macs"]
-    for part in ("unet_forward", "pipeline"):
+    for part in ("denoiser_forward", "pipeline"):
         timing = results["latency"][part]
         assert timing["median_ms"] > 0 and timing["min_ms"] > 0
         assert 0 <= timing["iqr_ms"] <= timing["max_ms"] - timing["min_ms"]  # a spread inside the range

@@ -92,6 +92,6 @@ def test_evaluate_on_cuda_times_synchronised_runs():
         show_progress=False,
         latency={"num_inference_steps": 2},
     )
-    timing = report["results"]["latency"]["unet_forward"]
+    timing = report["results"]["latency"]["denoiser_forward"]
     assert timing["device"].startswith("cuda") and timing["dtype"] == "float16"
     assert timing["runs"] >= 20 and "peak_memory_mb" in timing

@@ -42,7 +42,9 @@ def test_dry_run_goes_through_every_part_and_writes_json_and_markdown(dry_run):
         ("greedy 0.7 MACs", 2),
     ]
     cut = rows[1]
-    assert cut["latency"]["pipeline"]["denoiser_calls"] > 0 and cut["speedup"]["ratios"]["unet_forward"]["rounds"] == 2
+    assert (
+        cut["latency"]["pipeline"]["denoiser_calls"] > 0 and cut["speedup"]["ratios"]["denoiser_forward"]["rounds"] == 2
+    )
     assert "compil" in result["parts"]["speedup-compiled"]["skipped"]
     adaptive, exhaustive = result["parts"]["ld-pruner-adaptive"], result["parts"]["ld-pruner-exhaustive"]
     if "skipped" in adaptive:  # an LDPruner without the allocation option: both are skipped, saying why

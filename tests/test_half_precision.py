@@ -148,8 +148,8 @@ def test_evaluate_a_bf16_pipeline_with_latency_and_macs():
     )
     results = report["results"]
     assert results["macs"] == count_macs(tiny_sd_pipeline().unet, example_inputs(pipeline.unet, text_length=12))
-    assert results["latency"]["unet_forward"]["dtype"] == "bfloat16"
-    assert results["latency"]["unet_forward"]["unet_batch_size"] == 2, "guidance doubles the UNet's batch"
+    assert results["latency"]["denoiser_forward"]["dtype"] == "bfloat16"
+    assert results["latency"]["denoiser_forward"]["denoiser_batch_size"] == 2, "guidance doubles the UNet's batch"
     assert results["latency"]["pipeline"]["median_ms"] > 0
 
 

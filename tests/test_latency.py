@@ -1,5 +1,6 @@
 """Latency of the UNet forward and of whole pipeline calls, and speedups against a reference."""
 
+import json
 import statistics
 
 import pytest
@@ -22,7 +23,7 @@ from diffprune.evaluation.tables import format_table, summary_row
 def test_report_fields_are_present_and_positive(sd):
     pipeline = sd
     report = measure_pipeline_latency(pipeline, LatencySettings(batch_size=2, runs=2, warmup=0, num_inference_steps=1))
-    assert set(report) == {"unet_forward", "pipeline"}
+    assert set(report) == {"denoiser_forward", "pipeline"}
     for timing in report.values():
         assert timing["median_ms"] > 0 and timing["min_ms"] > 0 and timing["max_ms"] >= timing["min_ms"]
         assert (
@@ -31,7 +32,7 @@ def test_report_fields_are_present_and_positive(sd):
             and len(timing["times_ms"]) == 2
         )
         assert timing["batch_size"] == 2 and timing["dtype"] == "float32" and timing["device"] == "cpu"
-    assert report["unet_forward"]["warmup"] == 0
+    assert report["denoiser_forward"]["warmup"] == 0
     assert report["pipeline"]["warmup"] == 1  # the call that counts the denoiser calls warms up too
     assert report["pipeline"]["num_inference_steps"] == 1
 
@@ -56,16 +57,16 @@ def test_models_are_timed_in_alternating_rounds_and_denoiser_calls_are_counted()
         timing = report[label]["pipeline"]
         assert timing["denoiser_calls"] == steps and timing["warmup"] == 2 and len(timing["times_ms"]) == 4
         # classifier-free guidance: every call at twice the images, the batch the denoiser forward is timed at
-        assert timing["denoiser_call_batch_sizes"] == [report[label]["unet_forward"]["unet_batch_size"]] == [2]
+        assert timing["denoiser_call_batch_sizes"] == [report[label]["denoiser_forward"]["denoiser_batch_size"]] == [2]
 
 
 def timings(reference_ms: list[float], cut_ms: list[float], calls: int = 20, batch: int = 2) -> dict:
     """A latency report of one model as measure_latencies writes it (only the fields speedups reads)."""
     return {
-        "unet_forward": {"times_ms": reference_ms[0], "unet_batch_size": batch},
+        "denoiser_forward": {"times_ms": reference_ms[0], "denoiser_batch_size": batch},
         "pipeline": {"times_ms": reference_ms[1], "denoiser_calls": calls, "denoiser_call_batch_sizes": [batch]},
     }, {
-        "unet_forward": {"times_ms": cut_ms[0], "unet_batch_size": batch},
+        "denoiser_forward": {"times_ms": cut_ms[0], "denoiser_batch_size": batch},
         "pipeline": {"times_ms": cut_ms[1], "denoiser_calls": calls, "denoiser_call_batch_sizes": [batch]},
     }
 
@@ -77,15 +78,17 @@ def test_speedup_is_the_median_of_per_round_ratios_with_its_spread():
     )
     result = speedups(cut, reference, macs=50, reference_macs=100)
     ratios = sorted([10 / 9, 3.0, 1.5, 2.0, 2.0, 1.25])
-    assert result["unet_forward"] == pytest.approx((ratios[2] + ratios[3]) / 2)  # not 10.5 / 6.5, the medians' ratio
-    assert result["ratios"]["unet_forward"]["ci95"] == pytest.approx([ratios[0], ratios[-1]])
+    assert result["denoiser_forward"] == pytest.approx(
+        (ratios[2] + ratios[3]) / 2
+    )  # not 10.5 / 6.5, the medians' ratio
+    assert result["ratios"]["denoiser_forward"]["ci95"] == pytest.approx([ratios[0], ratios[-1]])
     assert result["predicted_from_macs"] == 2.0
-    assert result["realisation_ratio_unet_forward"] == pytest.approx(result["unet_forward"] / 2)
+    assert result["realisation_ratio_denoiser_forward"] == pytest.approx(result["denoiser_forward"] / 2)
     # 20 calls x at least ~1 ms saved per call covers the ~100 ms the pipeline saved: a consistent measurement
     assert result["measurement_problem"] is None and result["denoiser_bound"]["checked"]
     assert result["pipeline"] == pytest.approx(statistics.median([4 / 3, 41 / 31, 1.2, 405 / 300, 40 / 31, 42 / 33]))
     row = summary_row("cut", {"speedup": result})
-    assert row["speedup"] == result["pipeline"] and row["denoiser_speedup"] == result["unet_forward"]
+    assert row["speedup"] == result["pipeline"] and row["denoiser_speedup"] == result["denoiser_forward"]
     assert row["timing_problem"] is None and "note" not in format_table([row])
 
 
@@ -149,3 +152,24 @@ def test_outputs_of_a_cuda_graph_denoiser_are_copied_for_schedulers_that_keep_th
         assert type(copy) is type(output)
         copied = copy[0]
         assert torch.equal(copied, sample) and copied.data_ptr() != sample.data_ptr()
+
+
+def test_reports_saved_with_the_old_unet_forward_names_read_as_before():
+    reference, cut = timings(
+        [[10.0, 12.0, 30.0, 10.0, 11.0, 10.0], [400.0, 410.0, 600.0, 405.0, 400.0, 420.0]],
+        [[9.0, 4.0, 20.0, 5.0, 5.5, 8.0], [300.0, 310.0, 500.0, 300.0, 310.0, 330.0]],
+    )
+
+    def saved_before(report):  # as diffprune wrote them when it said `unet` for any denoiser
+        text = (
+            json.dumps(report)
+            .replace("denoiser_forward", "unet_forward")
+            .replace("denoiser_batch_size", "unet_batch_size")
+        )
+        return json.loads(text)
+
+    current = speedups(cut, reference, macs=50, reference_macs=100)
+    assert speedups(saved_before(cut), saved_before(reference), macs=50, reference_macs=100) == current
+    old_row = {"speedup": saved_before(current), "latency": saved_before(cut)}
+    assert summary_row("cut", old_row) == summary_row("cut", {"speedup": current, "latency": cut})
+    assert summary_row("cut", old_row)["denoiser_speedup"] == current["denoiser_forward"] is not None

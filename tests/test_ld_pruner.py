@@ -117,7 +117,7 @@ def _round_cost(result):
 
 
 def test_adaptive_selects_as_exhaustive_on_a_clear_budget_line_with_fewer_denoiser_calls():
-    from diffprune.pruning.selection import Budget
+    from diffprune.structure.selection import Budget
 
     pipeline = tiny_ddpm_pipeline()
     zero = ["down_blocks.0.resnets.0", "down_blocks.0.resnets.1", "down_blocks.1.resnets.1"]
@@ -137,7 +137,7 @@ def test_adaptive_selects_as_exhaustive_on_a_clear_budget_line_with_fewer_denois
 
 
 def test_adaptive_scores_at_full_samples_equal_exhaustive_scores(sd):
-    from diffprune.pruning.selection import Budget
+    from diffprune.structure.selection import Budget
 
     pipeline = sd
     extra = dict(num_samples=3, prompts=["a 1", "a 2"])  # 3 samples: every candidate starts with all of them
@@ -151,7 +151,7 @@ def test_adaptive_scores_at_full_samples_equal_exhaustive_scores(sd):
 
 def test_an_interrupted_adaptive_round_resumes_to_the_same_result(ddpm, tmp_path, monkeypatch):
     from diffprune.models.adapters.base import TaskAdapter
-    from diffprune.pruning.selection import Budget
+    from diffprune.structure.selection import Budget
 
     arguments = dict(num_samples=12, num_inference_steps=2, max_batch=8)
     uninterrupted = _prune_ldp(ddpm, "adaptive", Budget(keep_macs=0.7), **arguments)

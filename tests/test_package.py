@@ -27,7 +27,7 @@ ALLOWED = {
     "families": set(),
     "structure": {"families"},
     "models": {"families", "structure"},
-    "criteria": {"families", "structure", "models", "pruning.selection"},
+    "criteria": {"families", "structure", "models"},
     "pruning": {"families", "structure", "models", "criteria"},
     "recovery": {"families", "structure", "models"},
     "evaluation": {"families", "structure", "models"},

@@ -15,9 +15,9 @@ from diffprune.criteria import Criterion, GradFlow, get_criterion
 from diffprune.criteria.score_store import ScoreStore
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import CalibrationSettings
-from diffprune.pruning.prune import prune
-from diffprune.pruning.selection import Budget
+from diffprune.pruning.prune import PrunePlan, prune
 from diffprune.structure.costs import count_macs
+from diffprune.structure.selection import Budget
 
 
 def _calibration():
@@ -159,3 +159,56 @@ def test_a_users_own_criterion_needs_no_registration(ddpm, tmp_path):
     by_name = _prune(ddpm, ScoresByName(), num_units=1)
     shortest = min((u["name"] for u in by_name.report["units"]), key=len)
     assert len(by_name.removed[0]) == len(shortest)
+
+
+def test_the_plan_is_what_the_report_prints_and_survives_json(ddpm, tmp_path):
+    result = _prune(ddpm, "magnitude", keep_macs=0.7, work_dir=tmp_path)
+    plan = result.plan
+    assert plan.removed == result.removed == result.report["removed_units"]
+    assert plan.settings == result.report["settings"] == json.loads((tmp_path / "scores.json").read_text())["settings"]
+    assert plan.unit_rows() == result.report["units"] and plan.scores == result.scores
+    assert plan.totals_before == result.report["totals_before"]
+    assert PrunePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_a_prune_probes_the_original_once_and_measures_each_cut_once(ddpm, monkeypatch):
+    """Units, shapes and MACs come from one forward of the denoiser; the cut reuses the plan's units (no second
+    probe) and is measured once, that measurement giving the report's totals after."""
+    import diffprune.pruning.prune as prune_module  # the module, whose remove_units the cut calls
+
+    forwards, cuts = {"original": 0, "cut": 0}, []
+    original_forward, original_remove = type(ddpm.unet).forward, prune_module.remove_units
+
+    def counting_forward(self, *args, **kwargs):
+        forwards["original" if self.config.get("removed_units") is None else "cut"] += 1
+        return original_forward(self, *args, **kwargs)
+
+    def counting_remove(denoiser, names, units=None):
+        assert units is not None  # the plan's units, not found again
+        cuts.append(list(names))
+        return original_remove(denoiser, names, units=units)
+
+    monkeypatch.setattr(type(ddpm.unet), "forward", counting_forward)
+    monkeypatch.setattr(prune_module, "remove_units", counting_remove)
+    result = _prune(ddpm, "magnitude", keep_macs=0.7)  # data-free: no forward for scoring
+    assert forwards == {"original": 1, "cut": len(cuts)} and cuts[-1] == result.removed
+
+
+def test_the_cut_inherits_the_weights_a_criterion_trained_and_returned():
+    pipeline = tiny_ddpm_pipeline()
+    criterion = GradFlow(steps=3, stages=1, batch_size=2, criterion_batches=1, train_weights=True)
+    result = _prune(pipeline, criterion, num_units=1)
+    kept = "conv_in.weight"
+    assert not torch.equal(result.pipeline.unet.state_dict()[kept], pipeline.unet.state_dict()[kept])
+    frozen = _prune(pipeline, GradFlow(steps=3, stages=1, batch_size=2, criterion_batches=1), num_units=1)
+    assert torch.equal(frozen.pipeline.unet.state_dict()[kept], pipeline.unet.state_dict()[kept])
+
+
+class ScoresAsList:
+    def score(self, context, candidates, removed, round_index):
+        return [1.0 for _ in candidates]
+
+
+def test_a_criterion_that_returns_no_mapping_is_a_user_error(ddpm):
+    with pytest.raises(DiffpruneError, match=r"must return \{unit name: score\} or a ScoreResult; got list"):
+        _prune(ddpm, ScoresAsList(), num_units=1)

@@ -116,7 +116,7 @@ def test_a_loss_criterion_cuts_blocks_and_branches_distillation_recovers_and_eva
     results, reference = report["results"], report["reference_results"]
     assert results["macs"] < reference["macs"] and results["fid"]["vs_reference"] > 0
     assert report["scored_with"]["clip"] == str(clip_folder) and isinstance(results["clip_score"], float)
-    assert results["latency"]["unet_forward"]["unet_batch_size"] == 1  # true CFG: one sample per call
+    assert results["latency"]["denoiser_forward"]["denoiser_batch_size"] == 1  # true CFG: one sample per call
     folder = tmp_path / "cut"
     diffprune.PruneResult(distilled, result.removed, result.scores, result.report).save(folder)
     reloaded = diffprune.load_pipeline(str(folder))

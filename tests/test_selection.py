@@ -1,7 +1,7 @@
 import pytest
 
 from diffprune.errors import DiffpruneError
-from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, removable_maximum, select_units
+from diffprune.structure.selection import DEFAULT_BUDGET, Budget, removable_maximum, select_units
 from diffprune.structure.units import Unit
 
 

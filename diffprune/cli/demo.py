@@ -16,7 +16,7 @@ from diffprune.cli.device_options import add_device_options, device_and_dtype_fr
 from diffprune.cli.prune import print_summary
 from diffprune.errors import DiffpruneError
 from diffprune.outputs import check_new_output
-from diffprune.pruning.selection import DEFAULT_BUDGET, Budget, check_reachable
+from diffprune.structure.selection import DEFAULT_BUDGET, Budget, check_reachable
 
 DEMO_MODELS = {
     # name: (calibration samples, denoising steps of calibration, evaluation and timing, evaluation samples).

@@ -10,7 +10,7 @@ from diffprune.distributed import is_main_process
 from diffprune.errors import DiffpruneError
 from diffprune.models import zoo
 from diffprune.outputs import WORK_FOLDER, check_new_output
-from diffprune.pruning.selection import DEFAULT_BUDGET, Budget
+from diffprune.structure.selection import DEFAULT_BUDGET, Budget
 
 
 def add_criterion_arguments(parser) -> None:

@@ -13,11 +13,14 @@ guidance direction relative to the original's, on the sampler's own path) or "de
 
 `prune(pipeline, criterion=...)` takes a name (`get_criterion("ld-pruner", statistic="paired")`), an instance
 (`LDPruner(statistic="paired")`), or any object with `score(context, candidates, removed, round_index)`
-returning {unit name: score}; a user's own criterion needs no registration (see README). Scores are kept in a
-ScoreStore (score_store.py), so an interrupted run resumes.
+returning {unit name: score} (or a ScoreResult); a user's own criterion needs no registration (see README).
+Scores are kept in a ScoreStore (score_store.py), so an interrupted run resumes.
 
-May import: the package root's shared modules, families/, structure/, models/, and pruning.selection (budget-aware
-criteria aim at the same budget the selection uses).
+A criterion returns its scores as a value (base.ScoreResult: the scores, and the denoiser it trained, if it
+trained one); prune() does the selection and the cut. Criteria that aim at the budget (gradflow, LD-Pruner's
+adaptive allocation) use the same Budget and greedy selection as prune, from structure/selection.py.
+
+May import: the package root's shared modules, families/, structure/ and models/; nothing from pruning/.
 """
 
 from __future__ import annotations
@@ -46,7 +49,16 @@ _CLASSES = {
     "Random": "random",
     "Taylor": "taylor",
 }
-_BASE_NAMES = ("CRITERIA", "SCORE_NEUTRAL", "Criterion", "ScoringContext", "make_criterion", "options_of", "register")
+_BASE_NAMES = (
+    "CRITERIA",
+    "SCORE_NEUTRAL",
+    "Criterion",
+    "ScoreResult",
+    "ScoringContext",
+    "make_criterion",
+    "options_of",
+    "register",
+)
 
 
 def __getattr__(name):
@@ -126,6 +138,7 @@ __all__ = [
     "Magnitude",
     "OutputLoss",
     "Random",
+    "ScoreResult",
     "ScoringContext",
     "Taylor",
     "available_criteria",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -19,13 +20,34 @@ from diffprune.distributed import process_state
 from diffprune.errors import DiffpruneError
 from diffprune.models.adapters import TaskAdapter
 from diffprune.models.trajectory import Trajectory, recording_trajectory
-from diffprune.pruning.selection import select_units
+from diffprune.structure.selection import Budget, select_units
 from diffprune.structure.units import Unit
+
+
+class ScoreResult(dict):
+    """What a criterion's `score` returns for one round: {unit name: score} (a dict, so code that reads scores,
+    or writes them as JSON, reads it as before), and `trained_denoiser`: the denoiser the criterion trained
+    jointly while scoring, if it trained one (gradflow with train_weights), whose weights the cut then inherits."""
+
+    def __init__(self, scores: Mapping[str, float] = (), trained_denoiser: torch.nn.Module | None = None):
+        super().__init__(scores)
+        self.trained_denoiser = trained_denoiser
+
+    @classmethod
+    def of(cls, returned) -> ScoreResult:
+        """A criterion's return value as a ScoreResult: a user's criterion may return a plain {unit: score} dict."""
+        if isinstance(returned, ScoreResult):
+            return returned
+        if not isinstance(returned, Mapping):
+            raise DiffpruneError(
+                f"a criterion's score() must return {{unit name: score}} or a ScoreResult; got {type(returned).__name__}"
+            )
+        return cls(returned)
 
 
 @dataclass
 class ScoringContext:
-    """Everything a criterion may use: the adapter (calibration data, losses), every unit of the UNet,
+    """Everything a criterion may use: the adapter (calibration data, losses), every unit of the denoiser,
     the score store (resume), and the original's final latents, computed once."""
 
     adapter: TaskAdapter
@@ -33,7 +55,7 @@ class ScoringContext:
     store: ScoreStore
     show_progress: bool = True
     variants_per_batch: int = 8
-    budget: object = None  # selection.Budget; criteria that prune softly (gradient flow) aim at it
+    budget: Budget | None = None  # criteria that prune softly (gradient flow) aim at it
     total_costs: dict = field(default_factory=dict)  # {"macs": ..., "params": ...} of the original
     ranking: str = "score"  # selection.RANKINGS: how the scores are turned into a selection
     rounds: int = 1  # progressive pruning: round r selects (r + 1) / rounds of the budget
@@ -113,13 +135,13 @@ class Criterion:
 
     def score(
         self, context: ScoringContext, candidates: list[Unit], removed: list[Unit], round_index: int
-    ) -> dict[str, float]:
+    ) -> ScoreResult:
         pending = [unit for unit in candidates if context.store.get(round_index, unit.name) is None]
-        if pending:
-            self._score_distributed(context, pending, removed, round_index)
-        return {unit.name: context.store.get(round_index, unit.name) for unit in candidates}
+        trained = self._score_distributed(context, pending, removed, round_index) if pending else None
+        scores = {unit.name: context.store.get(round_index, unit.name) for unit in candidates}
+        return ScoreResult(scores, trained_denoiser=trained)
 
-    def _score_distributed(self, context, pending, removed, round_index) -> None:
+    def _score_distributed(self, context, pending, removed, round_index) -> torch.nn.Module | None:
         # deferred: accelerate loads only when scoring runs on several processes
         from accelerate.utils import gather_object
 
@@ -127,8 +149,7 @@ class Criterion:
         if state.num_processes == 1 or not self.splits_across_processes:
             if not state.is_main_process:  # every process computes; only the main one writes files
                 context = replace(context, store=context.store.in_memory_copy())
-            self.score_pending(context, pending, removed, round_index)
-            return
+            return self.score_pending(context, pending, removed, round_index)
         share = pending[state.process_index :: state.num_processes]
         local = replace(context, store=context.store.in_memory_copy())
         if share:
@@ -141,11 +162,13 @@ class Criterion:
             context.store.put_many(round_index, merged)
         else:
             context.store.remember(round_index, merged)
+        return None  # criteria that train weights score jointly, on one process (splits_across_processes False)
 
     def score_pending(
         self, context: ScoringContext, pending: list[Unit], removed: list[Unit], round_index: int
-    ) -> None:
-        """Compute scores for `pending` and put them into context.store as they become available."""
+    ) -> torch.nn.Module | None:
+        """Compute scores for `pending` and put them into context.store as they become available; return the
+        denoiser trained jointly while scoring, if any (None: the cut takes the input's own weights)."""
         raise NotImplementedError
 
     def settings(self) -> dict:

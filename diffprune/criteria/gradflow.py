@@ -45,8 +45,8 @@ from diffprune.criteria.objectives import (
 from diffprune.errors import DiffpruneError
 from diffprune.module_state import preserved
 from diffprune.outputs import write_json_atomically
-from diffprune.pruning.selection import DEFAULT_BUDGET, select_units, unit_cost
 from diffprune.structure.gates import gated, removal_values, variant_values
+from diffprune.structure.selection import DEFAULT_BUDGET, Budget, select_units, unit_cost
 
 MARKING_RULES = ("gradient-flow", "energy", "mask")
 
@@ -67,6 +67,47 @@ def exclusive_costs(units, cost: str) -> torch.Tensor:
 def ancestor_matrix(units) -> torch.Tensor:
     """A[u, a] = 1 when a is u itself or contains u: the effective mask of u is prod_a m_a^A[u, a]."""
     return torch.tensor([[1.0 if a is u or a.contains(u) else 0.0 for a in units] for u in units])
+
+
+@dataclass
+class _SoftPruning:
+    """The state of one round of soft pruning; `state()` is what a checkpoint keeps."""
+
+    units: list
+    index: dict[str, int]  # unit name -> position in `units` (and in the masks)
+    candidates: list[int]  # positions of the units being scored
+    removed: list  # units removed in earlier rounds (their masks stay at 0)
+    budget: Budget
+    total: float  # the original's total cost, MACs or params as the budget counts
+    exclusive: torch.Tensor  # each unit's cost less its directly nested units' (exclusive_costs)
+    ancestors: torch.Tensor  # ancestor_matrix: which masks multiply into each unit's effective mask
+    denoiser: torch.nn.Module
+    masks: torch.nn.Parameter
+    weight_optimizer: torch.optim.Optimizer | None
+    stage_steps: list[int]  # the steps at which stages mark
+    decay_steps: int  # how many steps a marked mask takes to decay to 0
+    batches: list
+    step: int  # the first step to run (after a resumed checkpoint)
+    marked: dict[str, int]  # unit name -> step at which it was marked
+    area: torch.Tensor  # running sum of each mask over the steps
+    flow_at_marking: dict[str, float]
+
+    def expected_cost_fraction(self) -> torch.Tensor:
+        """C(m) / C_total: the fraction of the cost the masked model is expected to keep."""
+        effective = torch.exp(self.ancestors @ torch.log(self.masks.clamp_min(1e-12)).double())
+        return (self.total - (self.exclusive * (1 - effective)).sum()) / self.total
+
+    def free(self) -> list[int]:
+        return [i for i in self.candidates if self.units[i].name not in self.marked]
+
+    def state(self, step: int) -> dict:
+        return {
+            "step": step,
+            "marked": self.marked,
+            "masks": self.masks.tolist(),
+            "area": self.area.tolist(),
+            "flow_at_marking": self.flow_at_marking,
+        }
 
 
 @register("gradflow")
@@ -117,15 +158,12 @@ class GradFlow(Criterion):
             return list(context.loss_batches(count, self.batch_size, seed=round_index))
         return self._guided.pair_batches(count, self.batch_size, seed=round_index)
 
-    def _expected_cost_fraction(self, masks, units, cost: str, total: float) -> torch.Tensor:
-        effective = torch.exp(self._ancestors @ torch.log(masks.clamp_min(1e-12)).double())
-        return (total - (self._exclusive * (1 - effective)).sum()) / total
-
-    def _energy(self, context, denoiser, masks, batch, units, budget, total):
-        loss = self._loss(context, denoiser, batch)
-        if budget.num_units is not None:
+    def _energy(self, context, run: _SoftPruning, batch):
+        """(E, L) at the current masks: the objective plus the penalty on the expected cost above the budget."""
+        loss = self._loss(context, run.denoiser, batch)
+        if run.budget.num_units is not None:
             return loss, loss
-        excess = torch.relu(self._expected_cost_fraction(masks, units, budget.cost, total) - budget.fraction_kept())
+        excess = torch.relu(run.expected_cost_fraction() - run.budget.fraction_kept())
         return loss + self.penalty * excess.square().to(loss.dtype), loss
 
     # -- the marking criterion --------------------------------------------------------------------
@@ -165,119 +203,133 @@ class GradFlow(Criterion):
         return scores.abs()
 
     # -- the progressive soft pruning -----------------------------------------------------------
-    def score_pending(self, context, pending, removed, round_index) -> None:
+    def score_pending(self, context, pending, removed, round_index) -> torch.nn.Module | None:
         with preserved(context.denoiser):  # the weights are frozen below; the caller's flags come back after
-            self._soft_prune(context, pending, removed, round_index)
+            return self._soft_prune(context, pending, removed, round_index)
 
-    def _soft_prune(self, context, pending, removed, round_index) -> None:
+    def _soft_prune(self, context, pending, removed, round_index) -> torch.nn.Module | None:
+        """K stages of marking, each followed by masks decaying along a cosine ramp; scores go to the store. Returns
+        the jointly trained copy of the denoiser with train_weights, else None."""
+        run = self._start(context, pending, removed, round_index)
+        with gated(run.denoiser, run.units, run.masks):
+            progress = tqdm(range(run.step, self.steps), desc="gradflow", disable=not context.show_progress)
+            for step in progress:
+                if step in run.stage_steps:
+                    self._mark(context, run, step)
+                loss = self._descend(context, run, step)
+                progress.set_postfix(loss=f"{float(loss.detach()):.4f}", marked=len(run.marked))
+                if (step + 1) % self.checkpoint_every == 0:
+                    self._save_state(context, round_index, run.state(step + 1))
+        context.store.put_many(round_index, self._final_scores(context, run, pending))
+        return run.denoiser if self.train_weights else None
+
+    def _start(self, context, pending, removed, round_index) -> _SoftPruning:
+        """The run's state: costs and nesting of the units, the denoiser (frozen, or a trainable copy), the masks
+        (from an interrupted run's checkpoint where one exists), the stage schedule and the batches."""
         units = context.units
         budget = context.budget or DEFAULT_BUDGET
         total = float(context.total_costs.get(budget.cost) or sum(unit_cost(u, budget.cost) for u in units))
-        self._exclusive = exclusive_costs(units, budget.cost)
-        self._ancestors = ancestor_matrix(units).double()
         index = {unit.name: i for i, unit in enumerate(units)}
-        candidates = [index[u.name] for u in pending]
-
         denoiser = context.denoiser
         if resolved_objective(self, context) == GUIDED:  # the original's predictions, before any mask or weight moves
             self._guided = guided_objective(context, self.direction_weight)
-        if self.train_weights:
-            # every weight trains, however the input was
+        if self.train_weights:  # every weight trains, however the input was
             denoiser = copy.deepcopy(denoiser).train().requires_grad_(True)
-            context.cache["trained_denoiser"] = denoiser
         else:
             denoiser.requires_grad_(False)
-        weight_optimizer = (
-            torch.optim.AdamW([p for p in denoiser.parameters()], lr=self.weight_learning_rate)
-            if self.train_weights
-            else None
-        )
         masks = torch.nn.Parameter(removal_values(units, {u.name for u in removed}))
-        state = self._load_state(context, round_index) or {
-            "step": 0,
-            "marked": {},
-            "masks": masks.tolist(),
-            "area": [0.0] * len(units),
-            "flow_at_marking": {},
-        }
-        with torch.no_grad():
-            masks.copy_(torch.tensor(state["masks"]))
-        marked: dict[str, int] = state["marked"]  # unit name -> step at which it was marked
-        area = torch.tensor(state["area"], dtype=torch.float64)  # running sum of each mask over the steps
-        flow_at_marking: dict[str, float] = state["flow_at_marking"]
+        saved = self._load_state(context, round_index)
+        if saved:
+            with torch.no_grad():
+                masks.copy_(torch.tensor(saved["masks"]))
         # Stage k marks at step (k + 1) T / (K + 1): the first T / (K + 1) steps are a warm-up in which the masks
         # move under the budget, since a teacher-relative energy has zero gradient (and so no flow) at masks = 1.
-        stage_steps = [(stage + 1) * self.steps // (self.stages + 1) for stage in range(self.stages)]
-        decay_steps = max(1, self.steps // (self.stages + 1))
-        batches = self._batches(context, self.steps + self.criterion_batches, round_index)
+        return _SoftPruning(
+            units=units,
+            index=index,
+            candidates=[index[u.name] for u in pending],
+            removed=list(removed),
+            budget=budget,
+            total=total,
+            exclusive=exclusive_costs(units, budget.cost),
+            ancestors=ancestor_matrix(units).double(),
+            denoiser=denoiser,
+            masks=masks,
+            weight_optimizer=(
+                torch.optim.AdamW(list(denoiser.parameters()), lr=self.weight_learning_rate)
+                if self.train_weights
+                else None
+            ),
+            stage_steps=[(stage + 1) * self.steps // (self.stages + 1) for stage in range(self.stages)],
+            decay_steps=max(1, self.steps // (self.stages + 1)),
+            batches=self._batches(context, self.steps + self.criterion_batches, round_index),
+            step=saved["step"] if saved else 0,
+            marked=saved["marked"] if saved else {},
+            area=torch.tensor(saved["area"] if saved else [0.0] * len(units), dtype=torch.float64),
+            flow_at_marking=saved["flow_at_marking"] if saved else {},
+        )
 
-        with gated(denoiser, units, masks):
-            progress = tqdm(range(state["step"], self.steps), desc="gradflow", disable=not context.show_progress)
-            for step in progress:
-                if step in stage_steps:
-                    stage = stage_steps.index(step)
-                    free = [i for i in candidates if units[i].name not in marked]
-                    marking_batches = batches[-self.criterion_batches :]
-                    if self.marking == "gradient-flow":
-                        flow = self.gradient_flow_scores(context, denoiser, masks, free, marking_batches)
-                    elif self.marking == "energy":
-                        flow = self.removal_energy_scores(context, denoiser, units, free, marking_batches)
-                    else:  # "mask": the masks the budget pushed lowest against the energy go first
-                        flow = masks.detach().double().cpu()
-                    already = [units[index[name]] for name in marked] + list(removed)
-                    newly = select_units(
-                        [units[i] for i in candidates] + list(removed),
-                        {units[i].name: float(flow[i]) for i in free},
-                        budget,
-                        int(total),
-                        already,
-                        target_fraction_removed=(stage + 1) / self.stages,
-                    )
-                    marked.update({unit.name: step for unit in newly})
-                    flow_at_marking.update({unit.name: float(flow[index[unit.name]]) for unit in newly})
-                energy, loss = self._energy(context, denoiser, masks, batches[step], units, budget, total)
-                parameters = [masks] + ([p for p in denoiser.parameters()] if self.train_weights else [])
-                gradients = torch.autograd.grad(energy, parameters, allow_unused=True)
-                with torch.no_grad():
-                    free = [i for i in candidates if units[i].name not in marked]
-                    masks[free] = (masks[free] - self.learning_rate * gradients[0][free]).clamp(0, 1)
-                    for name, start in marked.items():
-                        progress_in_decay = min(1.0, (step + 1 - start) / decay_steps)
-                        masks[index[name]] = min(
-                            float(masks[index[name]]), 0.5 * (1 + math.cos(math.pi * progress_in_decay))
-                        )
-                if weight_optimizer is not None:
-                    for parameter, gradient in zip(parameters[1:], gradients[1:], strict=True):
-                        parameter.grad = gradient
-                    weight_optimizer.step()
-                    weight_optimizer.zero_grad(set_to_none=True)
-                area += masks.detach().double().cpu()
-                progress.set_postfix(loss=f"{float(loss.detach()):.4f}", marked=len(marked))
-                if (step + 1) % self.checkpoint_every == 0:
-                    self._save_state(
-                        context,
-                        round_index,
-                        {
-                            "step": step + 1,
-                            "marked": marked,
-                            "masks": masks.tolist(),
-                            "area": area.tolist(),
-                            "flow_at_marking": flow_at_marking,
-                        },
-                    )
+    def _mark(self, context, run: _SoftPruning, step: int) -> None:
+        """A stage: score the free candidates by the marking rule and mark this stage's slice of the budget."""
+        stage = run.stage_steps.index(step)
+        free = run.free()
+        marking_batches = run.batches[-self.criterion_batches :]
+        if self.marking == "gradient-flow":
+            flow = self.gradient_flow_scores(context, run.denoiser, run.masks, free, marking_batches)
+        elif self.marking == "energy":
+            flow = self.removal_energy_scores(context, run.denoiser, run.units, free, marking_batches)
+        else:  # "mask": the masks the budget pushed lowest against the energy go first
+            flow = run.masks.detach().double().cpu()
+        already = [run.units[run.index[name]] for name in run.marked] + run.removed
+        newly = select_units(
+            [run.units[i] for i in run.candidates] + run.removed,
+            {run.units[i].name: float(flow[i]) for i in free},
+            run.budget,
+            int(run.total),
+            already,
+            target_fraction_removed=(stage + 1) / self.stages,
+        )
+        run.marked.update({unit.name: step for unit in newly})
+        run.flow_at_marking.update({unit.name: float(flow[run.index[unit.name]]) for unit in newly})
+
+    def _descend(self, context, run: _SoftPruning, step: int) -> torch.Tensor:
+        """One step of the gradient flow: free masks descend the energy (projected to [0, 1]), marked masks follow
+        their cosine decay, trained weights take an AdamW step; the masks' area grows. Returns the step's loss."""
+        masks = run.masks
+        energy, loss = self._energy(context, run, run.batches[step])
+        parameters = [masks] + (list(run.denoiser.parameters()) if self.train_weights else [])
+        gradients = torch.autograd.grad(energy, parameters, allow_unused=True)
         with torch.no_grad():
-            for name in marked:
-                masks[index[name]] = 0.0
-        context.cache["gradflow_masks"] = {unit.name: float(masks.detach()[i]) for i, unit in enumerate(units)}
-        largest_flow = max(flow_at_marking.values(), default=0.0) or 1.0
+            free = run.free()
+            masks[free] = (masks[free] - self.learning_rate * gradients[0][free]).clamp(0, 1)
+            for name, start in run.marked.items():
+                progress_in_decay = min(1.0, (step + 1 - start) / run.decay_steps)
+                ramp = 0.5 * (1 + math.cos(math.pi * progress_in_decay))
+                masks[run.index[name]] = min(float(masks[run.index[name]]), ramp)
+        if run.weight_optimizer is not None:
+            for parameter, gradient in zip(parameters[1:], gradients[1:], strict=True):
+                parameter.grad = gradient
+            run.weight_optimizer.step()
+            run.weight_optimizer.zero_grad(set_to_none=True)
+        run.area += masks.detach().double().cpu()
+        return loss
+
+    def _final_scores(self, context, run: _SoftPruning, pending) -> dict[str, float]:
+        """Marked masks at 0 (recorded in context.cache["gradflow_masks"]); each pending unit's score is the area
+        under its mask, never-marked units above every marked one, ties broken by the marking rule."""
+        with torch.no_grad():
+            for name in run.marked:
+                run.masks[run.index[name]] = 0.0
+        context.cache["gradflow_masks"] = {unit.name: float(run.masks.detach()[i]) for i, unit in enumerate(run.units)}
+        largest_flow = max(run.flow_at_marking.values(), default=0.0) or 1.0
         scores = {}
         for unit in pending:
-            tie_break = 1e-3 * flow_at_marking.get(unit.name, largest_flow) / largest_flow
+            tie_break = 1e-3 * run.flow_at_marking.get(unit.name, largest_flow) / largest_flow
             # never-marked units score above every marked one, so selection removes the marked units first
             # (a mask the budget pushed down without a mark is no verdict of the marking rule)
-            unmarked = 0.0 if unit.name in marked else 1.0
-            scores[unit.name] = unmarked + float(area[index[unit.name]]) / max(self.steps, 1) + tie_break
-        context.store.put_many(round_index, scores)
+            unmarked = 0.0 if unit.name in run.marked else 1.0
+            scores[unit.name] = unmarked + float(run.area[run.index[unit.name]]) / max(self.steps, 1) + tie_break
+        return scores
 
     # -- resume -----------------------------------------------------------------------------------
     def _state_path(self, context):

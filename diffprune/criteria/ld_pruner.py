@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
 from diffprune.criteria.sample_allocation import MINIMUM_SAMPLES, estimate_full_score, unsettled
 from diffprune.errors import DiffpruneError
-from diffprune.pruning.selection import candidates_after
 from diffprune.structure.gates import gated, variant_values
+from diffprune.structure.selection import candidates_after
 from diffprune.tensors import first_tensor
 
 STATISTICS = ("distribution", "paired")

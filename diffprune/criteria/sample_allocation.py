@@ -16,7 +16,7 @@ Measured on the bundled models' exhaustive latents (16 samples): 95% intervals h
 of 36 digits-t2i units and 26 of 26 digits-ddpm units at n = 8, all at n = 3 and 4, where the raw n-sample score
 of the distributional statistic overestimated it by up to 4x (the noise of few samples adds to the norms).
 
-A candidate is settled when no value in its interval changes whether the greedy selection (pruning/selection.py:
+A candidate is settled when no value in its interval changes whether the greedy selection (structure/selection.py:
 budget, ranking, nested units, costs) removes it, the other candidates at their estimates. The unsettled ones get
 more samples (their n doubles); settled ones keep their estimate. Two candidates whose intervals overlap each
 other but neither's estimate may still trade places: we first moved every other candidate to the opposite end

@@ -87,7 +87,7 @@ def render_report(
         "<h2>Metrics</h2>",
         metrics_table(columns, rows),
         "<h2>Samples</h2>",
-        "<p>Columns: models (name, UNet parameters, measured latency). Rows: the same prompt and seed for every model.</p>",
+        "<p>Columns: models (name, denoiser parameters, measured latency). Rows: the same prompt and seed for every model.</p>",
         f'<img class="grid" alt="comparison grid" src="{png_data_uri(grid_image)}">',
     ]
     if audio is not None:

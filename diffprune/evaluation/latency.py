@@ -29,6 +29,7 @@ import torch
 
 from diffprune.devices import placement_of
 from diffprune.errors import DiffpruneError
+from diffprune.evaluation.report_keys import current_names
 from diffprune.families import family_of
 from diffprune.models.generation import CLASS_CONDITIONAL_IMAGE, DEFAULT_STEPS, generate, pipeline_family, takes_prompts
 from diffprune.models.prompts import default_prompts
@@ -53,7 +54,7 @@ class LatencySettings:
     guidance_scale: float | None = None  # None: the pipeline's own default (SD: 7.5, so guidance is on)
     compile: bool = False  # torch.compile the denoiser (CUDA: mode="reduce-overhead", i.e. CUDA graphs)
     channels_last: bool = False  # the denoiser and its input in channels_last memory format
-    measure_unet: bool = True
+    measure_denoiser: bool = True
     measure_pipeline: bool = True
 
     def __post_init__(self):
@@ -139,15 +140,15 @@ def denoiser_batch_size(pipeline, settings: LatencySettings) -> int:
     return settings.batch_size * (2 if guided else 1)
 
 
-PARTS = ("unet_forward", "pipeline")  # one denoiser forward; one whole pipeline call
+PARTS = ("denoiser_forward", "pipeline")  # one denoiser forward; one whole pipeline call
 # Rounds and warm-up calls per part when LatencySettings leaves them open. Whole calls: 10 rounds, the fewest whose
 # 95% interval of the median leaves out the extreme rounds on both sides ([x(2), x(9)]), at 11 calls per model (the
 # earlier protocol made 17: torch.utils.benchmark's timeit adds 2 untimed calls to each timed one). A denoiser
 # forward is cheap and its saving is multiplied by the calls of a pipeline run (the bound below), so it gets more
 # rounds (30: [x(10), x(21)]). eval/benchmark_latency_protocol.py measures the spreads these give on the bundled
 # models (docs/results.md, "Latency protocol"); they were set before a quiet machine was at hand to measure them.
-DEFAULT_ROUNDS = {"cuda": {"unet_forward": 50, "pipeline": 20}, "cpu": {"unet_forward": 30, "pipeline": 10}}
-DEFAULT_WARMUP = {"cuda": {"unet_forward": 10, "pipeline": 3}, "cpu": {"unet_forward": 3, "pipeline": 1}}
+DEFAULT_ROUNDS = {"cuda": {"denoiser_forward": 50, "pipeline": 20}, "cpu": {"denoiser_forward": 30, "pipeline": 10}}
+DEFAULT_WARMUP = {"cuda": {"denoiser_forward": 10, "pipeline": 3}, "cpu": {"denoiser_forward": 3, "pipeline": 1}}
 
 
 def rounds_and_warmup(settings: LatencySettings, part: str, device: torch.device) -> tuple[int, int]:
@@ -176,7 +177,7 @@ def counted_denoiser_calls(pipeline):
 
 
 def measure_latencies(pipelines: dict, settings: LatencySettings, prompt: str | None = None) -> dict:
-    """{label: {'unet_forward': ..., 'pipeline': ...}} for pipelines on one device, timed together: every model
+    """{label: {'denoiser_forward': ..., 'pipeline': ...}} for pipelines on one device, timed together: every model
     warmed up, then alternating rounds (diffprune.timing), so `speedups` can compare them round by round.
 
     Each part has median, IQR, min, max, every round's time, the batch sizes and dtype, peak memory on CUDA; the
@@ -192,7 +193,7 @@ def measure_latencies(pipelines: dict, settings: LatencySettings, prompt: str | 
             stack.enter_context(channels_last_denoiser(original, settings.channels_last))
             denoisers[label] = stack.enter_context(compiled_denoiser(pipeline, settings.compile))
         stack.enter_context(torch.inference_mode())
-        if settings.measure_unet:
+        if settings.measure_denoiser:
             functions, batches = {}, {}
             for label, pipeline in pipelines.items():
                 batches[label] = denoiser_batch_size(pipeline, settings)
@@ -200,13 +201,13 @@ def measure_latencies(pipelines: dict, settings: LatencySettings, prompt: str | 
                 if settings.channels_last and "sample" in inputs:
                     inputs["sample"] = inputs["sample"].contiguous(memory_format=torch.channels_last)
                 functions[label] = partial(denoisers[label], **inputs)
-            rounds, warmup = rounds_and_warmup(settings, "unet_forward", device)
+            rounds, warmup = rounds_and_warmup(settings, "denoiser_forward", device)
             timed = time_interleaved(functions, rounds, warmup, device)
             for label, pipeline in pipelines.items():
-                result[label]["unet_forward"] = {
+                result[label]["denoiser_forward"] = {
                     **_timing(timed, label, device),
                     **_common(pipeline, settings),
-                    "unet_batch_size": batches[label],
+                    "denoiser_batch_size": batches[label],
                 }
         if settings.measure_pipeline:
             functions = {label: _pipeline_call(pipeline, settings, prompt) for label, pipeline in pipelines.items()}
@@ -231,7 +232,7 @@ def measure_latencies(pipelines: dict, settings: LatencySettings, prompt: str | 
 
 
 def measure_pipeline_latency(pipeline, settings: LatencySettings, prompt: str | None = None) -> dict:
-    """{'unet_forward': ..., 'pipeline': ...} of one pipeline (measure_latencies with one model)."""
+    """{'denoiser_forward': ..., 'pipeline': ...} of one pipeline (measure_latencies with one model)."""
     return measure_latencies({"model": pipeline}, settings, prompt)["model"]
 
 
@@ -276,7 +277,9 @@ def speedups(latency: dict, reference_latency: dict, macs: int | None, reference
 
     When only the denoiser changed, a pipeline call cannot save more than its denoiser calls do. A pipeline that
     saves more, beyond both confidence intervals, is a measurement problem (`measurement_problem` says what was
-    seen) and its speedup is None rather than a number nobody should quote."""
+    seen) and its speedup is None rather than a number nobody should quote. Saved reports with older key names
+    (`unet_forward`) are read too (current_names)."""
+    latency, reference_latency = current_names(latency), current_names(reference_latency)
     predicted = reference_macs / macs if macs and reference_macs else None
     result = {"predicted_from_macs": predicted, "ratios": {}, "saved_ms": {}}
     for part in PARTS:
@@ -296,15 +299,15 @@ def speedups(latency: dict, reference_latency: dict, macs: int | None, reference
 def denoiser_bound(latency: dict, reference_latency: dict, saved_ms: dict) -> dict:
     """How much a pipeline call can save at most through its denoiser calls (calls x the per-call saving), and
     whether the measured pipeline saving exceeds it beyond both 95% confidence intervals (then `problem` says so)."""
-    if "pipeline" not in saved_ms or "unet_forward" not in saved_ms:
+    if "pipeline" not in saved_ms or "denoiser_forward" not in saved_ms:
         return {"checked": False, "why": "needs both the denoiser forward and the pipeline timed"}
     calls = latency["pipeline"].get("denoiser_calls")
     if calls is None or calls != reference_latency["pipeline"].get("denoiser_calls"):
         return {"checked": False, "why": "the two pipelines make different numbers of denoiser calls"}
-    timed_batch = latency["unet_forward"].get("unet_batch_size")
+    timed_batch = latency["denoiser_forward"].get("denoiser_batch_size")
     if latency["pipeline"].get("denoiser_call_batch_sizes") != [timed_batch]:
         return {"checked": False, "why": "the pipeline calls its denoiser at other batch sizes than the one timed"}
-    pipeline, denoiser = saved_ms["pipeline"], saved_ms["unet_forward"]
+    pipeline, denoiser = saved_ms["pipeline"], saved_ms["denoiser_forward"]
     bound = {
         "checked": pipeline["ci95"] is not None and denoiser["ci95"] is not None,
         "denoiser_calls": calls,

@@ -3,7 +3,7 @@
 `evaluate` measures one model (optionally against a reference); `compare_and_report` measures several and
 writes a grid, an HTML report and JSON. Both run `run_evaluation`, so a number in a report always means the
 same thing: FID of a model's samples against the reference's samples for the same prompts and seeds (and
-against real data when given), CLIP / CLAP score against the prompts, UNet MACs and parameters, and measured
+against real data when given), CLIP / CLAP score against the prompts, the denoiser's MACs and parameters, and measured
 latency with the speedup that the MACs predicted next to the one that was realised.
 """
 

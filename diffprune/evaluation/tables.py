@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from diffprune.evaluation.report_keys import current_names
+
 if TYPE_CHECKING:
     from diffprune.evaluation.running import EvaluationRun
     from diffprune.evaluation.settings import EvaluationSettings
@@ -42,21 +44,21 @@ def report_header(run: EvaluationRun, config: EvaluationSettings) -> dict:
 
 def summary_row(label: str, row: dict) -> dict:
     """One flat table row (SUMMARY_COLUMNS) from a model's nested results."""
-    latency = row.get("latency", {})
-    speedup = row.get("speedup", {})
+    latency = current_names(row.get("latency", {}))  # reports saved with older key names read alike
+    speedup = current_names(row.get("speedup", {}))
     fid = row.get("fid", {})
-    part = next((name for name in ("pipeline", "unet_forward") if name in speedup.get("ratios", {})), None)
+    part = next((name for name in ("pipeline", "denoiser_forward") if name in speedup.get("ratios", {})), None)
     return {
         "model": label,
         "params": row.get("params"),
         "macs": row.get("macs"),
         "latency_ms": latency.get("pipeline", {}).get("median_ms"),
-        "denoiser_latency_ms": latency.get("unet_forward", {}).get("median_ms"),
+        "denoiser_latency_ms": latency.get("denoiser_forward", {}).get("median_ms"),
         # The whole call's speedup when it was timed (None when its timing is a measurement problem), else the
         # denoiser forward's; with the interquartile range of its per-round ratios.
         "speedup": speedup.get(part) if part else None,
         "speedup_iqr": _range_text(speedup["ratios"][part]["iqr"]) if part and speedup.get(part) else None,
-        "denoiser_speedup": speedup.get("unet_forward"),
+        "denoiser_speedup": speedup.get("denoiser_forward"),
         "predicted_speedup": speedup.get("predicted_from_macs"),
         "fid_vs_reference": fid.get("vs_reference"),
         "fid_vs_real_images": fid.get("vs_real_images"),

@@ -20,6 +20,7 @@ only such units is the stock class) or REPLACE (replaced in place by a bypass: t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from diffprune.devices import place
 from diffprune.errors import DiffpruneError
 from diffprune.families import BRANCH_CUTS, DEPTH, REPLACE, UNITS, example_inputs, require
-from diffprune.structure.costs import macs_by_module
+from diffprune.structure.costs import count_parameters, counting_macs
 from diffprune.structure.hooks import watch
 from diffprune.structure.removal import (
     RESIDUAL_BLOCK,
@@ -48,11 +49,13 @@ __all__ = [
     "TWO_STREAM_BLOCK_IMAGE_FIRST",
     "TWO_STREAM_BRANCH",
     "UNIT_KINDS",
+    "DenoiserSurvey",
     "Unit",
     "find_units",
     "is_depth_unit",
     "overlapping",
     "probe_shapes",
+    "survey_denoiser",
     "units_by_name",
 ]
 
@@ -87,9 +90,10 @@ def _has_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def _probe(model: nn.Module, inputs: dict, paths) -> dict[str, tuple[torch.Size, torch.Size, int]]:
+def _probe(model: nn.Module, inputs: dict, paths, count_macs: bool = False) -> tuple[dict[str, tuple], dict[str, int]]:
     """One forward recording, for every module named in `paths` that was called: (main input shape, main output
-    shape, number of tensors it returned), from its first call."""
+    shape, number of tensors it returned), from its first call; with `count_macs`, also the same forward's MACs
+    per module (costs.counting_macs; else {})."""
     seen: dict[str, tuple[torch.Size, torch.Size, int]] = {}
 
     def record(path, call):
@@ -97,15 +101,16 @@ def _probe(model: nn.Module, inputs: dict, paths) -> dict[str, tuple[torch.Size,
         if x is not None and y is not None and path not in seen:
             seen[path] = (x.shape, y.shape, call.returned_tensors)
 
-    with torch.no_grad(), watch(model, dict.fromkeys(paths), record):
+    counter = counting_macs(model) if count_macs else nullcontext({})
+    with torch.no_grad(), counter as macs, watch(model, dict.fromkeys(paths), record):
         model(**inputs)
-    return seen
+    return seen, macs
 
 
 def probe_shapes(model: nn.Module, inputs: dict | None = None) -> dict[str, tuple[torch.Size, torch.Size]]:
     """Run one forward and record (main input shape, main output shape) for every module that was called."""
     inputs = place(inputs, model) if inputs else example_inputs(model)
-    probed = _probe(model, inputs, [name for name, _ in model.named_modules() if name])
+    probed, _ = _probe(model, inputs, [name for name, _ in model.named_modules() if name])
     return {name: (x, y) for name, (x, y, _) in probed.items()}
 
 
@@ -132,20 +137,33 @@ def is_depth_unit(unit: Unit) -> bool:
     return unit.cut == DEPTH
 
 
-def find_units(model: nn.Module, inputs: dict | None = None) -> list[Unit]:
+@dataclass(frozen=True)
+class DenoiserSurvey:
+    """What one probing forward of a denoiser finds: its prunable units, its parameters, and its MACs on `inputs`
+    (the inputs the probe ran on, on the model's device and dtype; pass them on to count the cut's MACs alike)."""
+
+    units: list[Unit]
+    params: int
+    macs: int
+    inputs: dict
+
+
+def survey_denoiser(model: nn.Module, inputs: dict | None = None) -> DenoiserSurvey:
     """All prunable units of a denoiser (a UNet or a diffusion transformer), in module order, with their
-    parameter counts and MACs.
+    parameter counts and MACs, and the denoiser's totals, from one forward that records shapes and counts MACs.
 
     `inputs` (default: example inputs at the sample size, batch 1) are put on the model's device and dtype."""
     family = require(model, UNITS)
     inputs = place(inputs, model) if inputs else example_inputs(model)
-    macs = macs_by_module(model, inputs)
-    if family.is_transformer:
-        found = _transformer_units(model, family, inputs)
-    else:
-        found = _structural_units(model, family, inputs)
     modules = dict(model.named_modules())
-    return [
+    if family.is_transformer:
+        paths = _branch_paths(model, family)
+        shapes, macs = _probe(model, inputs, paths, count_macs=True)
+        found = _transformer_units(model, family, shapes)
+    else:
+        shapes, macs = _probe(model, inputs, [name for name in modules if name], count_macs=True)
+        found = _structural_units(model, family, shapes)
+    units = [
         Unit(
             name,
             kind,
@@ -157,12 +175,20 @@ def find_units(model: nn.Module, inputs: dict | None = None) -> list[Unit]:
         )
         for name, kind, form, cut, gate_at in found
     ]
+    return DenoiserSurvey(units, count_parameters(model), macs.get("", 0), inputs)
 
 
-def _structural_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
-    """A UNet's units by the structural rules of the module docstring."""
+def find_units(model: nn.Module, inputs: dict | None = None) -> list[Unit]:
+    """All prunable units of a denoiser (a UNet or a diffusion transformer), in module order, with their
+    parameter counts and MACs (survey_denoiser, which also gives the denoiser's totals).
+
+    `inputs` (default: example inputs at the sample size, batch 1) are put on the model's device and dtype."""
+    return survey_denoiser(model, inputs).units
+
+
+def _structural_units(model: nn.Module, family, shapes: dict) -> list[tuple]:
+    """A UNet's units by the structural rules of the module docstring, from every module's probed shapes."""
     modules = dict(model.named_modules())
-    shapes = _probe(model, inputs, [name for name in modules if name])
     found: list[tuple] = []
 
     def keeps_shape(name: str) -> bool:
@@ -197,24 +223,37 @@ def _structural_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
     return found
 
 
-def _transformer_units(model: nn.Module, family, inputs: dict) -> list[tuple]:
-    """A diffusion transformer's units: the removable blocks of its stacks (cut by depth or in place, as the
-    stack says), and in every block (removable or not) the branches whose bypass keeps shapes (in place)."""
-    removable = removable_blocks(model)
-    fixed = family.fixed_blocks(model)
-    parents = []  # (block path, stack, path of the module holding its branches)
+def _block_parents(model: nn.Module, family) -> list[tuple]:
+    """(block path, stack, path of the module holding its branches) of every block of the family's stacks."""
+    parents = []
     for stack in family.stacks:
         for index in range(len(getattr(model, stack.attribute))):
             block = f"{stack.attribute}.{index}"
             parents.append((block, stack, f"{block}.{stack.branch_parent}" if stack.branch_parent else block))
-    with_branches = family.support_problem(BRANCH_CUTS, model) is None
-    children = [
+    return parents
+
+
+def _branch_paths(model: nn.Module, family) -> list[str]:
+    """The children of blocks that may be branches (probed for their shapes); none where the family has no
+    branch cuts."""
+    if family.support_problem(BRANCH_CUTS, model) is not None:
+        return []
+    return [
         f"{parent}.{leaf}"
-        for _, stack, parent in parents
+        for _, stack, parent in _block_parents(model, family)
         if stack.branches
         for leaf, _ in model.get_submodule(parent).named_children()
     ]
-    branches = _probe(model, inputs, children) if with_branches else {}
+
+
+def _transformer_units(model: nn.Module, family, branches: dict) -> list[tuple]:
+    """A diffusion transformer's units: the removable blocks of its stacks (cut by depth or in place, as the
+    stack says), and in every block (removable or not) the branches whose bypass keeps shapes (in place), from
+    the probed shapes of the candidate branches (`branches`)."""
+    removable = removable_blocks(model)
+    fixed = family.fixed_blocks(model)
+    parents = _block_parents(model, family)
+    with_branches = family.support_problem(BRANCH_CUTS, model) is None
     found: list[tuple] = []
     for block, stack, parent in parents:
         if block in removable:

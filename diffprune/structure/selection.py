@@ -8,6 +8,10 @@ highest single score, but also the largest unit) and wrecks the model, while "sc
 single-unit scores are not additive, so big high-impact units are a poor bargain whatever they save.
 Budgets: `keep_macs` (fraction of the denoiser's MACs kept, the default), `keep_params` or `num_units`.
 An unreachable budget is a one-line error that says the most that can be removed.
+
+It lives in the structure layer, below both criteria/ and pruning/, because both use it: prune() selects with
+it, and criteria that aim at the budget (gradflow's marking, LD-Pruner's adaptive allocation) must draw the
+same line prune will. It is arithmetic on units and their costs, and imports no torch.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from diffprune.errors import DiffpruneError
 
-if TYPE_CHECKING:  # annotations only: the CLI reads DEFAULT_BUDGET without loading the structure layer
+if TYPE_CHECKING:  # annotations only: the CLI reads DEFAULT_BUDGET without loading torch (units.py does)
     from diffprune.structure.units import Unit
 
 RANKINGS = ("score", "score-per-cost")
