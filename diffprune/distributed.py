@@ -39,6 +39,7 @@ def use_cpu(device: str | torch.device | None = None) -> bool:
 
 def process_state(device: str | torch.device | None = None):
     """accelerate's PartialState; with `device`, one whose processes run there."""
+    # deferred here and below: the CLI imports this module, and `diffprune --help` must not load accelerate
     from accelerate import PartialState
     from accelerate.state import AcceleratorState
 

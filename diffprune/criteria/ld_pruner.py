@@ -30,10 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from diffprune.criteria.base import SCORE_NEUTRAL, Criterion, register
 from diffprune.criteria.sample_allocation import MINIMUM_SAMPLES, estimate_full_score, unsettled
+from diffprune.distributed import process_state
 from diffprune.errors import DiffpruneError
 from diffprune.structure.gates import gated, variant_values
 from diffprune.structure.selection import candidates_after
@@ -151,10 +155,6 @@ class LDPruner(Criterion):
     def _score_adaptively(self, context, pending, removed, round_index) -> None:
         """Stages: generate what each candidate of this process lacks, share (samples, score, interval) with the
         other processes, find the candidates whose selection is unsettled, double their samples; until none is."""
-        from accelerate.utils import gather_object
-
-        from diffprune.distributed import process_state
-
         state = process_state()
         reference = context.reference_latents()
         total = reference.shape[0]
@@ -286,8 +286,6 @@ def _save_samples(folder: Path | None, pieces: dict, start: int, stop: int, proc
     """One safetensors file per batch ({candidate: latents of samples start..stop-1}), written atomically."""
     if folder is None:
         return
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     tag = zlib.crc32("|".join(sorted(pieces)).encode())
     target = folder / f"{start}-{stop}-{tag:08x}.safetensors"
@@ -300,8 +298,6 @@ def _load_samples(folder: Path | None, units) -> dict[str, torch.Tensor]:
     """{candidate: latents of its samples 0..n-1} from an interrupted adaptive round (the contiguous prefix)."""
     if folder is None or not folder.exists():
         return {}
-    from safetensors import safe_open
-
     names = {unit.name for unit in units}
     pieces: dict[str, dict[int, tuple[int, torch.Tensor]]] = {}
     for path in sorted(folder.glob("*.safetensors")):

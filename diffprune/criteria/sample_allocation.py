@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from scipy.stats import t as student
 
 TAIL = 0.025  # each side: a 95% interval
 MINIMUM_SAMPLES = 3  # the jackknife of a standard deviation needs two samples left after leaving one out
@@ -41,8 +42,6 @@ def estimate_full_score(
 ) -> tuple[float, float, float]:
     """(estimate, low, high) of distance(reference over all `total` samples, modified over all) from the first
     n = len(modified) pairs; `reference` holds at least those n. At n = total it is the exhaustive score."""
-    from scipy.stats import t as student
-
     observed = modified.shape[0]
     point = distance(reference[:observed], modified)
     if observed >= total:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
+from diffprune.distributed import process_state
 from diffprune.errors import DiffpruneError
 from diffprune.families import CALIBRATION, family_of, require
 from diffprune.structure.denoiser import denoiser_of
+from diffprune.tensors import output_tensor, replace_output_tensor
 
 TEXT_TO_IMAGE = "text-to-image"
 UNCONDITIONAL_IMAGE = "unconditional-image"
@@ -122,8 +125,6 @@ def generate(
     else:
         prompts = None
     steps = num_inference_steps or DEFAULT_STEPS
-    from diffprune.distributed import process_state
-
     state = process_state()
     if state.num_processes > 1:  # under accelerate launch: each process draws its share, all get everything
         return _generate_shared(
@@ -155,8 +156,6 @@ def _generate_local(pipeline, family, prompts, seeds, steps, guidance_scale, bat
 def _generate_shared(state, pipeline, prompts, seeds, steps, guidance_scale, batch_size, show_progress, description):
     """Seeds are dealt round-robin over processes; results are gathered and put back in seed order. A sample
     depends only on its seed (one generator per sample), so the result equals a single-process run."""
-    from accelerate.utils import gather_object
-
     mine = list(range(state.process_index, len(seeds), state.num_processes))
     local = None
     if mine:
@@ -272,8 +271,6 @@ def _on_last_step(scheduler, action):
 def _last_sample_in_fp32(pipeline):
     """DDPM/DDIM pipelines turn their last sample into numpy, which has no bfloat16: the scheduler's last step
     hands it back in fp32 (earlier steps keep the model's dtype, which the next UNet call needs)."""
-    from diffprune.tensors import output_tensor, replace_output_tensor
-
     return _on_last_step(
         pipeline.scheduler, lambda output: replace_output_tensor(output, output_tensor(output).float())
     )
@@ -291,7 +288,6 @@ class _FinalLatentsReached(Exception):
 def _stop_at_final_latents(pipeline):
     """Install a fresh copy of the pipeline's own scheduler (same class and config: no state leaks between
     calls) whose last `step` raises _FinalLatentsReached with its prev_sample, so nothing is decoded."""
-    from diffprune.tensors import output_tensor
 
     def stop(output):
         raise _FinalLatentsReached(output_tensor(output))

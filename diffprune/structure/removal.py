@@ -64,6 +64,7 @@ class Bypass(nn.Module):
             return hidden_states
         if not kwargs.get("return_dict", True):
             return (hidden_states,)
+        # written into saved cuts' own code, which imports only what it uses
         from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
         return Transformer2DModelOutput(sample=hidden_states)
@@ -202,6 +203,7 @@ def base_class_named(name: str) -> type | None:
     """The diffusers model class of that name: exported by diffusers, or by one of its pipelines (AudioLDM2's UNet)."""
     found = getattr(diffusers, name, None)
     if found is None:
+        # deferred: diffusers.pipelines loads every pipeline module; only a class outside diffusers' top level needs it
         import diffusers.pipelines as pipelines
 
         found = getattr(pipelines, name, None)

@@ -13,6 +13,8 @@ from tqdm.auto import tqdm
 
 from diffprune.errors import DiffpruneError
 from diffprune.families import LOSSES, family_of, require
+from diffprune.models.generation import AUDIO_DIFFUSION, TEXT_TO_AUDIO, final_latents, pipeline_family
+from diffprune.models.training_data import encode_images, image_files
 from diffprune.models.training_noise import TrainingNoise
 from diffprune.structure.denoiser import denoiser_of
 
@@ -59,8 +61,6 @@ class TaskAdapter(ABC):
     conditioned = False  # whether the pipeline takes a prompt or a class label
 
     def __init__(self, pipeline, settings: CalibrationSettings):
-        from diffprune.models.generation import AUDIO_DIFFUSION, TEXT_TO_AUDIO, pipeline_family
-
         self.pipeline = pipeline
         self.settings = settings
         self.denoiser = denoiser_of(pipeline)
@@ -85,8 +85,6 @@ class TaskAdapter(ABC):
         """Clean latents of the user's training images (settings.images), or None for data-free training."""
         if self.settings.images is None:
             return None
-        from diffprune.models.training_data import encode_images, image_files
-
         return encode_images(self.pipeline, image_files(self.settings.images)[: self.settings.num_samples])
 
     def seeds(self) -> list[int]:
@@ -140,8 +138,6 @@ class TaskAdapter(ABC):
 
     def _generate(self, sample_indices: range, variants: int) -> torch.Tensor:
         """Final latents [len(sample_indices) * variants, ...], sample-major."""
-        from diffprune.models.generation import final_latents
-
         seeds = self.seeds()
         generators = [torch.Generator().manual_seed(seeds[i]) for i in sample_indices for _ in range(variants)]
         prompts = self.prompts_for(sample_indices)
