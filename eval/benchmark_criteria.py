@@ -6,7 +6,9 @@ score (digits-clip) for text-to-image, at several MAC budgets, without fine-tuni
     [--kinds attention,transformer_block,...]   (only units of these kinds are candidates)
 
 Each (criterion, budget) cut is evaluated with `--repeats` different sample seeds; `random` also draws a new
-selection per repeat. Scores of budget-blind criteria are computed once per model and reused across
+selection per repeat, except where the candidates are few (at most 6, e.g. digits-sd3's joint blocks): there
+every selection random scores can make is cut and evaluated at every seed, and the row is their exact expectation
+(five draws of ten possible sets are too noisy an estimate of random's mean to compare against). Scores of budget-blind criteria are computed once per model and reused across
 budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/results.md.
 """
 
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +38,10 @@ from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.models.prompts import default_prompts  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
 from diffprune.recovery.distillation import DistillSettings, distill  # noqa: E402
-from diffprune.structure.selection import Budget  # noqa: E402
+from diffprune.structure.costs import pipeline_cost_inputs  # noqa: E402
+from diffprune.structure.denoiser import denoiser_of  # noqa: E402
+from diffprune.structure.selection import Budget, select_units  # noqa: E402
+from diffprune.structure.units import survey_denoiser  # noqa: E402
 
 FEATURES = {
     "digits-ddpm": "digits-features",
@@ -44,6 +51,36 @@ FEATURES = {
 }
 TEXT_MODELS = ("digits-t2i", "digits-sd3")  # scored with CLIP (digits-clip) as well
 DISTILLED = " + distill"
+EXACT_RANDOM_CANDIDATES = 6  # up to 6! = 720 equally likely orders of random's scores are enumerated
+
+
+@dataclass
+class FixedScores:
+    """Scores given up front: one order of random's scores, so prune() cuts exactly what that order selects."""
+
+    scores: dict
+
+    def score(self, context, candidates, removed, round_index):
+        return {unit.name: self.scores[unit.name] for unit in candidates}
+
+
+def random_selections(pipeline, keep: float, kinds: str | None) -> list[tuple[float, dict]] | None:
+    """Every set random's scores can select at `keep`, as (probability, one order of scores that selects it), where
+    the candidates are few enough to enumerate every order of their scores (each order is equally likely); else
+    None. Orders are grouped by the set select_units picks; prune()'s cut may add a unit when the measured cut
+    misses the budget, which the representative order decides for its whole group."""
+    survey = survey_denoiser(denoiser_of(pipeline), pipeline_cost_inputs(pipeline))
+    wanted = kinds_filter(kinds)
+    units = [unit for unit in survey.units if wanted is None or wanted(unit)]
+    if len(units) > EXACT_RANDOM_CANDIDATES:
+        return None
+    budget, by_set = Budget(keep_macs=keep), {}
+    orders = list(itertools.permutations(range(len(units))))
+    for order in orders:
+        scores = {unit.name: float(rank) for unit, rank in zip(units, order, strict=True)}
+        chosen = frozenset(unit.name for unit in select_units(units, scores, budget, survey.macs))
+        by_set.setdefault(chosen, [0, scores])[0] += 1
+    return [(count / len(orders), scores) for count, scores in by_set.values()]
 
 
 def quality(pipeline, original, model, args, seed):
@@ -95,6 +132,30 @@ def run_model(model, args, work_root):
         criterion, criterion_options = parse_criterion(spec)
         for keep in args.budgets:
             results, started = [], time.perf_counter()
+            exact = (
+                random_selections(original, keep, args.kinds)
+                if criterion == "random" and "rounds" not in criterion_options
+                else None
+            )
+            if exact:
+                for _, scores in exact:
+                    results.append(
+                        prune(
+                            original,
+                            FixedScores(scores),
+                            Budget(keep_macs=keep),
+                            calibration=CalibrationSettings(**calibration),
+                            show_progress=False,
+                            unit_filter=kinds_filter(args.kinds),
+                        )
+                    )
+                cuts[(spec, keep)] = {
+                    "results": results,
+                    "weights": [weight for weight, _ in exact],
+                    "seconds": time.perf_counter() - started,
+                }
+                print(f"{model} {spec:12s} keep {keep:.1f}: every selection, {len(results)} sets", flush=True)
+                continue
             # deterministic criteria select once; random redraws its selection for every repeat
             for repeat in range(args.repeats if criterion == "random" else 1):
                 options = {**criterion_options, **({"seed": repeat} if criterion == "random" else {})} or None
@@ -124,11 +185,19 @@ def run_model(model, args, work_root):
     scores = {key: {"fid": [], "clip": []} for key in cuts}
     original_clip = []
     for repeat in range(args.repeats):
-        labels = {f"{spec} @ {keep}": (spec, keep) for spec, keep in cuts}
-        models = {"original": original}
-        for label, key in labels.items():
-            results = cuts[key]["results"]
-            models[label] = results[repeat % len(results)].pipeline if DISTILLED not in key[0] else results[0]
+        labels, models = {}, {"original": original}  # label -> (cut key, weight in that cut's row)
+        for key, cut in cuts.items():
+            results = cut["results"]
+            # a row is one cut, random's draw for this seed, or the weighted mean over all of random's selections
+            members = (
+                list(zip(results, cut["weights"], strict=True))
+                if "weights" in cut
+                else [(results[repeat % len(results)], 1.0)]
+            )
+            for index, (result, weight) in enumerate(members):
+                label = f"{key[0]} @ {key[1]}" + (f" #{index}" if len(members) > 1 else "")
+                models[label] = result if DISTILLED in key[0] else result.pipeline
+                labels[label] = (key, weight)
         run = run_evaluation(
             load_models(models),
             "original",
@@ -142,10 +211,14 @@ def run_model(model, args, work_root):
                 show_progress=False,
             ),
         )
-        for label, key in labels.items():
-            scores[key]["fid"].append(run.rows[label]["fid"]["vs_reference"])
+        this_seed = {key: collections.Counter() for key in cuts}
+        for label, (key, weight) in labels.items():
+            this_seed[key]["fid"] += weight * run.rows[label]["fid"]["vs_reference"]
             if run.rows[label].get("clip_score") is not None:
-                scores[key]["clip"].append(run.rows[label]["clip_score"])
+                this_seed[key]["clip"] += weight * run.rows[label]["clip_score"]
+        for key, values in this_seed.items():
+            for metric, value in values.items():
+                scores[key][metric].append(value)
         if run.rows["original"].get("clip_score") is not None:
             original_clip.append(run.rows["original"]["clip_score"])
         print(f"{model}: evaluated repeat {repeat + 1}/{args.repeats}", flush=True)
@@ -162,6 +235,7 @@ def run_model(model, args, work_root):
                 "clip": scores[(spec, keep)]["clip"],
                 "prune_seconds": cut["seconds"] / len(cut["results"]),
                 "removed": len(first.removed),
+                "selections": len(cut["results"]) if "weights" in cut else None,
                 "removed_units": first.removed,
                 "removed_kinds": [u["kind"] for u in first.report["units"] if u["removed"]],
             }
@@ -281,8 +355,9 @@ def main():
             )
             lines.append("|---|---:|---:|---:|---:|" + ("---:|" if has_clip else "") + "---:|")
             for row in sorted(rows, key=lambda r: (-r["keep"], statistics.mean(r["fid"]))):
+                name = row["criterion"] + (f" (all {row['selections']} sets)" if row["selections"] else "")
                 lines.append(
-                    f"| {row['criterion']} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
+                    f"| {name} | {row['keep']:.1f} | {row['kept']:.3f} | {row['removed']} | "
                     f"{mean_std(row['fid'])} | "
                     + (f"{mean_std(row['clip'])} | " if has_clip else "")
                     + f"{row['prune_seconds']:.0f} s |"
@@ -303,7 +378,9 @@ def main():
                 f"## {title}\n\nCommand: `{command}` · hardware: "
                 f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
                 f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
-                f"over {args.repeats} sample seeds; `random` also redraws its selection each time). Calibration: "
+                f"over {args.repeats} sample seeds; `random` also redraws its selection each time, or, where a row "
+                f"says 'all N sets', is the exact expectation over every set random selection can remove, each weighted by its "
+                f"probability and evaluated at every seed). Calibration: "
                 f"{args.calibration_samples} samples x {args.inference_steps} steps of the pipeline's own sampler.\n\n"
                 + "\n".join(lines[2:])
             )
