@@ -4,7 +4,7 @@ For each bundled model, the original and a cut to about 0.7 of its denoiser's MA
 eval/benchmark_sd15_speedup.py cuts; what matters here is the timing noise next to the difference, not which units
 go) are timed together by diffprune.evaluation.latency.measure_latencies (both warmed up, then rounds in alternating
 order) with many rounds, as `diffprune compare` and the demo time them: the denoiser forward at the batch the
-pipeline hands it, and whole pipeline calls (20 steps, as the demo's). The table gives, per part, the time one round
+pipeline hands it, and whole pipeline calls (10 steps, as the demo's). The table gives, per part, the time one round
 costs, the speedup (median of per-round ratios), the interquartile range of the per-round ratios, and the 95%
 confidence interval of the median when only the first n rounds are used: the defaults in
 diffprune.evaluation.latency (DEFAULT_ROUNDS) are the smallest n whose interval is narrow next to the speedup's
@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--models", default="digits-t2i,digits-sd3,digits-ddpm,tones-audio")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps of a timed pipeline call (demo: 20)")
+    parser.add_argument(
+        "--steps", type=int, default=10, help="denoising steps of a timed pipeline call (the demo times 10)"
+    )
     parser.add_argument("--keep", type=float, default=0.7, help="fraction of the denoiser's MACs the cut keeps")
     parser.add_argument("--first", default="6,10,15,20,30", help="round counts whose 95%% CI the table shows")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
