@@ -250,20 +250,29 @@ def run_model(model, args, work_root):
 
 def distill_cuts(original, cuts, calibration, args) -> None:
     """Add a distilled copy of every cut (`spec + distill`): the original teaches it for args.distill_steps steps
-    on its own generations (data-free, task + output + feature losses 1/1/1). `random` distils its first draw."""
+    on its own generations (data-free, task + output + feature losses 1/1/1). `random` distils its first draw, or,
+    where its row is the expectation over every set it can remove, every one of those sets."""
     for (spec, keep), cut in list(cuts.items()):
         started = time.perf_counter()
-        first = cut["results"][0]
-        distilled, _ = distill(
-            first.pipeline,
-            original,
-            DistillSettings(steps=args.distill_steps, batch_size=args.distill_batch, learning_rate=args.distill_lr),
-            CalibrationSettings(**{**calibration, "num_samples": args.distill_samples}),
-            show_progress=False,
-        )
+        members = cut["results"] if "weights" in cut else cut["results"][:1]
+        distilled = [
+            distill(
+                member.pipeline,
+                original,
+                DistillSettings(steps=args.distill_steps, batch_size=args.distill_batch, learning_rate=args.distill_lr),
+                CalibrationSettings(**{**calibration, "num_samples": args.distill_samples}),
+                show_progress=False,
+            )[0]
+            for member in members
+        ]
         seconds = time.perf_counter() - started
-        cuts[(spec + DISTILLED, keep)] = {"results": [distilled], "cut": first, "seconds": cut["seconds"] + seconds}
-        print(f"{spec:12s} keep {keep:.1f}: distilled in {seconds:.0f} s", flush=True)
+        # the row divides by the number of cuts: each cut's own scoring + cut time plus its distillation
+        cut_seconds = cut["seconds"] / len(cut["results"]) * len(members)
+        entry = {"results": distilled, "cut": members[0], "seconds": cut_seconds + seconds}
+        if "weights" in cut:
+            entry["weights"] = cut["weights"]
+        cuts[(spec + DISTILLED, keep)] = entry
+        print(f"{spec:12s} keep {keep:.1f}: distilled {len(members)} cut(s) in {seconds:.0f} s", flush=True)
 
 
 def mean_std(values) -> str:
