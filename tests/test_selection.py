@@ -55,3 +55,19 @@ def test_a_containing_unit_absorbs_chosen_descendants_when_the_budget_needs_it()
     scores = {"a.x": 0.1, "a.y": 0.2, "b": 0.3, "a": 0.4}
     chosen = [u.name for u in select_units(units, scores, Budget(keep_macs=0.5), 100)]
     assert sorted(chosen) == ["a", "b"]
+
+
+def test_a_unit_containing_removed_ones_competes_when_they_block_the_budget():
+    # gradflow's first stage marked a.x; the rest of the budget needs "a", which overlaps it
+    units = [unit("a", 60), unit("a.x", 5), unit("a.y", 5), unit("b", 10)]
+    removed = [units[1]]
+    scores = {"a.y": 0.1, "b": 0.2, "a": 0.3}
+    assert [u.name for u in select_units(units, scores, Budget(keep_macs=0.8), 100, removed)] == ["a.y", "b"]
+    chosen = select_units(units, scores, Budget(keep_macs=0.4), 100, removed)
+    assert sorted(u.name for u in chosen) == ["a", "b"]  # a absorbs a.x (removed) and a.y (chosen first)
+    # a (60) and b (10) are all that can go: exactly 0.3 is kept, a.x and a.y counted once inside a
+    assert sorted(u.name for u in select_units(units, scores, Budget(keep_macs=0.3), 100, removed)) == ["a", "b"]
+    with pytest.raises(DiffpruneError, match="leaves 30.0%"):
+        select_units(units, scores, Budget(keep_macs=0.29), 100, removed)
+    with pytest.raises(DiffpruneError, match="non-overlapping units"):
+        select_units(units, {"a.y": 0.1, "b": 0.2}, Budget(keep_macs=0.4), 100, removed)

@@ -1,6 +1,8 @@
 """Choosing units to remove under a budget.
 
-Greedy, never two overlapping units, until the budget is met. Ranking (RANKINGS):
+Greedy, never two overlapping units, until the budget is met; a unit that contains chosen units absorbs them. Where
+units removed earlier (by gradflow's earlier stages) sit inside the large units the rest of the
+budget needs, the units containing them compete too. Ranking (RANKINGS):
   * "score" (default): lowest score first, as LD-Pruner removes the units that matter least;
   * "score-per-cost": lowest score per MAC (or parameter) saved first, a knapsack-style efficiency.
 Measured on digits-t2i at keep_macs 0.7 (docs/results.md), "score-per-cost" picks the mid block (the
@@ -118,8 +120,8 @@ def select_units(
     else:
         key = lambda u: (scores[u.name] / max(unit_cost(u, cost), 1), scores[u.name], u.name)  # noqa: E731
     ranked = sorted((u for u in candidates_after(units, removed) if u.name in scores), key=key)
-    chosen: list[Unit] = []
     if budget.num_units is not None:
+        chosen: list[Unit] = []
         wanted = (
             budget.num_units if target_fraction_removed is None else round(budget.num_units * target_fraction_removed)
         )
@@ -134,24 +136,55 @@ def select_units(
                 f"only {len(removed) + len(chosen)} non-overlapping units can be removed; lower `num_units`"
             )
         return chosen
+
     fraction_removed = 1 - budget.fraction_kept()
     if target_fraction_removed is not None:
         fraction_removed *= target_fraction_removed
     check_reachable(units, budget, total_cost)
-    needed = fraction_removed * total_cost - sum(unit_cost(u, cost) for u in removed)
+    removed = outermost(removed)
     tolerance = 1e-9 * total_cost  # 1 - 0.7 is 0.30000000000000004 in floating point
-    for unit in ranked:
-        if needed <= tolerance:
-            break
-        if any(other.contains(unit) or other.name == unit.name for other in chosen):
-            continue  # already removed with a chosen ancestor
-        # A unit that contains chosen units absorbs them: removing it removes them too, so the budget stays
-        # reachable however the small nested units were ranked.
-        absorbed = [other for other in chosen if unit.contains(other)]
-        chosen = [other for other in chosen if other not in absorbed] + [unit]
-        needed -= unit_cost(unit, cost) - sum(unit_cost(other, cost) for other in absorbed)
+    still_needed = fraction_removed * total_cost - _cost_of(removed, cost)
+    chosen, needed = _greedy(ranked, cost, still_needed, removed, tolerance)
+    if needed > tolerance and removed:
+        # What is gone can block the budget (small units removed inside the large ones the rest of it needs, as
+        # gradflow's earlier stages may mark): then units that contain removed ones compete too, absorbing them.
+        enclosing = [
+            u
+            for u in units
+            if u.name in scores
+            and any(u.contains(r) for r in removed)
+            and not any(r.name == u.name or r.contains(u) for r in removed)
+        ]
+        chosen, needed = _greedy(sorted(ranked + enclosing, key=key), cost, still_needed, removed, tolerance)
     if needed > tolerance:
         raise DiffpruneError(
             f"cannot {budget.describe()} with non-overlapping units from this ranking; keep a larger fraction"
         )
     return chosen
+
+
+def outermost(units: list[Unit]) -> list[Unit]:
+    """`units` without those inside another of them (removing the outer one removes them)."""
+    return [u for u in units if not any(other.contains(u) for other in units)]
+
+
+def _cost_of(units: list[Unit], cost: str) -> int:
+    return sum(unit_cost(u, cost) for u in units)
+
+
+def _greedy(ranked: list[Unit], cost: str, needed: float, removed: list[Unit], tolerance: float):
+    """Take units in ranking order until `needed` more cost is removed: (chosen, cost still needed). A unit that
+    contains chosen or removed units absorbs them: removing it removes them too, so the budget stays reachable
+    however the small nested units were ranked."""
+    chosen: list[Unit] = []
+    for unit in ranked:
+        if needed <= tolerance:
+            break
+        if any(other.contains(unit) or other.name == unit.name for other in chosen):
+            continue  # already removed with a chosen ancestor
+        absorbed = [other for other in chosen if unit.contains(other)]
+        # removed units inside this one, not already credited to an absorbed chosen unit
+        absorbed_removed = [r for r in removed if unit.contains(r) and not any(a.contains(r) for a in absorbed)]
+        chosen = [other for other in chosen if other not in absorbed] + [unit]
+        needed -= unit_cost(unit, cost) - _cost_of(absorbed, cost) - _cost_of(absorbed_removed, cost)
+    return chosen, needed
