@@ -38,7 +38,14 @@ from diffprune.models.saved_folder import save_pruned_folder
 from diffprune.module_state import leaves_pipelines_untouched
 from diffprune.structure.costs import count_costs, describe_inputs, pipeline_cost_inputs
 from diffprune.structure.denoiser import denoiser_name, denoiser_of
-from diffprune.structure.selection import DEFAULT_BUDGET, Budget, candidates_after, check_reachable, select_units
+from diffprune.structure.selection import (
+    DEFAULT_BUDGET,
+    Budget,
+    candidates_after,
+    check_reachable,
+    outermost,
+    select_units,
+)
 from diffprune.structure.surgery import remove_units
 from diffprune.structure.units import DenoiserSurvey, Unit, survey_denoiser, units_by_name
 
@@ -222,7 +229,7 @@ def _score_and_select(plan: PrunePlan, criterion, context: ScoringContext) -> nn
         result = ScoreResult.of(criterion.score(context, candidates, removed, round_index))
         plan.scores.update(result)
         plan.scored_in_round.update(dict.fromkeys(result, round_index))
-        removed += context.select(result, removed, round_index)
+        removed = outermost(removed + context.select(result, removed, round_index))
         trained = result.trained_denoiser if result.trained_denoiser is not None else trained
     plan.removed = [u.name for u in removed]
     return trained

@@ -1,7 +1,7 @@
 """Choosing units to remove under a budget.
 
 Greedy, never two overlapping units, until the budget is met; a unit that contains chosen units absorbs them. Where
-units removed earlier (by gradflow's earlier stages) sit inside the large units the rest of the
+units removed earlier (in an earlier round, or by gradflow's earlier stages) sit inside the large units the rest of the
 budget needs, the units containing them compete too. Ranking (RANKINGS):
   * "score" (default): lowest score first, as LD-Pruner removes the units that matter least;
   * "score-per-cost": lowest score per MAC (or parameter) saved first, a knapsack-style efficiency.
@@ -94,8 +94,9 @@ def check_reachable(units: list[Unit], budget: Budget, total_cost: int) -> None:
 
 
 def candidates_after(units: list[Unit], removed: list[Unit]) -> list[Unit]:
-    """Units that can still be removed without overlapping what is already gone."""
-    return [unit for unit in units if disjoint_from(unit, removed)]
+    """Units that can still be removed: those that overlap nothing removed, and those that contain removed units
+    (removing one removes them too; select_units takes such a unit only when the budget needs it)."""
+    return [unit for unit in units if not any(other.name == unit.name or other.contains(unit) for other in removed)]
 
 
 def select_units(
@@ -119,7 +120,8 @@ def select_units(
         key = lambda u: (scores[u.name], -unit_cost(u, cost), u.name)  # noqa: E731
     else:
         key = lambda u: (scores[u.name] / max(unit_cost(u, cost), 1), scores[u.name], u.name)  # noqa: E731
-    ranked = sorted((u for u in candidates_after(units, removed) if u.name in scores), key=key)
+    available = [unit for unit in candidates_after(units, removed) if unit.name in scores]
+    ranked = sorted((unit for unit in available if disjoint_from(unit, removed)), key=key)
     if budget.num_units is not None:
         chosen: list[Unit] = []
         wanted = (
@@ -146,15 +148,9 @@ def select_units(
     still_needed = fraction_removed * total_cost - _cost_of(removed, cost)
     chosen, needed = _greedy(ranked, cost, still_needed, removed, tolerance)
     if needed > tolerance and removed:
-        # What is gone can block the budget (small units removed inside the large ones the rest of it needs, as
-        # gradflow's earlier stages may mark): then units that contain removed ones compete too, absorbing them.
-        enclosing = [
-            u
-            for u in units
-            if u.name in scores
-            and any(u.contains(r) for r in removed)
-            and not any(r.name == u.name or r.contains(u) for r in removed)
-        ]
+        # What is gone can block the budget (small units removed inside the large ones the rest of it needs, by an
+        # earlier round or gradflow's earlier stages): then units that contain removed ones compete too.
+        enclosing = [unit for unit in available if not disjoint_from(unit, removed)]
         chosen, needed = _greedy(sorted(ranked + enclosing, key=key), cost, still_needed, removed, tolerance)
     if needed > tolerance:
         raise DiffpruneError(
