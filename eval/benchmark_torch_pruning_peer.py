@@ -12,14 +12,15 @@ calibration samples instead (by default 16 samples, 10 DDIM steps), so both side
 The pruning ratio is bisected until diffprune.structure.costs.count_macs of the cut UNet lands within --tolerance of each
 budget. Three things were needed to make Torch-Pruning work on a diffusers UNet2DModel (see `channel_prune`).
 Also reports params, MACs and measured CPU latency of one UNet forward for the cuts at --compare-budgets next
-to LD-Pruner cuts at the same budgets, and whether each cut reloads from its saved folder. 0.75 is there
-because LD-Pruner cannot reach 0.7 on digits-ddpm: removing every unit it may remove still keeps 0.72.
+to LD-Pruner cuts at the same budgets (timed together, rounds interleaved), and whether each cut reloads from its
+saved folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import statistics
 import sys
 import tempfile
@@ -39,8 +40,9 @@ from diffprune.families import example_inputs  # noqa: E402
 from diffprune.models.adapters import CalibrationSettings, adapter_for  # noqa: E402
 from diffprune.models.loading import load_pipeline  # noqa: E402
 from diffprune.pruning.prune import prune  # noqa: E402
-from diffprune.structure.costs import count_macs, count_parameters, measure_latency  # noqa: E402
+from diffprune.structure.costs import count_macs, count_parameters  # noqa: E402
 from diffprune.structure.selection import Budget  # noqa: E402
+from diffprune.timing import per_round_ratios, spread, time_interleaved  # noqa: E402
 
 MODEL = "digits-ddpm"
 
@@ -152,18 +154,26 @@ def reload_error(save) -> str | None:
     return None
 
 
-def latency_ratios(unets: dict, rounds: int, runs: int) -> dict:
-    """Median latency of one forward (batch 1) of each UNet over the original's, rounds interleaved so that
-    the machine's drift hits every model alike."""
+def latency_ratios(unets: dict, rounds: int, warmup: int) -> dict:
+    """{label: (median ms of one forward at batch 1, speedup over the first UNet: the median of per-round ratios
+    with its 95% CI)}: every UNet called once per round, in alternating order (diffprune.timing.time_interleaved),
+    so the machine's drift hits every model alike and each round compares like with like."""
     reference = next(iter(unets))
     inputs = example_inputs(unets[reference], generator=torch.Generator().manual_seed(0))
-    times = {label: [] for label in unets}
     with torch.no_grad():
-        for _ in range(rounds):
-            for label, unet in unets.items():
-                times[label].append(measure_latency(lambda unet=unet: unet(**inputs), warmup=3, runs=runs)["median_ms"])
-    medians = {label: statistics.median(values) for label, values in times.items()}
-    return {label: (medians[label], medians[label] / medians[reference]) for label in unets}
+        timed = time_interleaved(
+            {label: lambda unet=unet: unet(**inputs) for label, unet in unets.items()}, rounds, warmup
+        )
+    base = timed.times_ms[reference]
+    return {
+        label: (statistics.median(times), spread(per_round_ratios(base, times)))
+        for label, times in timed.times_ms.items()
+    }
+
+
+def speedup_cell(ratios: dict) -> str:
+    interval = ratios["ci95"]
+    return f"{ratios['median']:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else "")
 
 
 def compare_cuts(original, tp_cuts: dict, args) -> list[str]:
@@ -193,21 +203,22 @@ def compare_cuts(original, tp_cuts: dict, args) -> list[str]:
         ]
         cuts[f"ld-pruner (diffprune) at {keep:g}"] = (ld_pruner.pipeline.unet, ld_fids, reload_error(ld_pruner.save))
     latency = latency_ratios(
-        {"original": unet, **{label: cut[0] for label, cut in cuts.items()}}, args.latency_rounds, args.latency_runs
+        {"original": unet, **{label: cut[0] for label, cut in cuts.items()}}, args.latency_rounds, args.latency_warmup
     )
     base_macs, base_params = count_macs(unet), count_parameters(unet)
     lines = [
         f"Same run, cuts at keep_macs {', '.join(f'{keep:g}' for keep in tp_cuts)}: one UNet forward (batch 1) on "
-        f"CPU, median of {args.latency_rounds} interleaved rounds of {args.latency_runs} runs each.",
+        f"CPU, {args.latency_rounds} rounds after {args.latency_warmup} warm-up calls each, every UNet once per "
+        "round in alternating order; speedup = median of the per-round ratios to the original, with its 95% CI.",
         "",
-        "| cut | MACs kept | params kept | UNet latency | latency ratio | FID vs original | reloads from its folder |",
+        "| cut | MACs kept | params kept | UNet latency (median) | speedup (95% CI) | FID vs original | reloads from its folder |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| original | 1.000 | 1.000 | {latency['original'][0]:.2f} ms | 1.00 | – | yes |",
     ]
     for label, (model, fids, reload) in cuts.items():
         lines.append(
             f"| {label} | {count_macs(model) / base_macs:.3f} | {count_parameters(model) / base_params:.3f} | "
-            f"{latency[label][0]:.2f} ms | {latency[label][1]:.2f} | {mean_std(fids)} | "
+            f"{latency[label][0]:.2f} ms | {speedup_cell(latency[label][1])} | {mean_std(fids)} | "
             + ("yes" if reload is None else f"no: `{reload}`")
             + " |"
         )
@@ -230,8 +241,8 @@ def main():
         default="0.7,0.75",
         help="budgets where the cut is compared with an LD-Pruner cut (cost, latency, reload)",
     )
-    parser.add_argument("--latency-rounds", type=int, default=3)
-    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--latency-rounds", type=int, default=60)
+    parser.add_argument("--latency-warmup", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/results.md alone")
     args = parser.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(",")]
@@ -314,9 +325,7 @@ def main():
 
 
 def _torch_pruning_version() -> str:
-    import torch_pruning
-
-    return getattr(torch_pruning, "__version__", "?")
+    return importlib.metadata.version("torch-pruning")
 
 
 if __name__ == "__main__":
