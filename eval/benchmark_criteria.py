@@ -8,8 +8,8 @@ score (digits-clip) for text-to-image, at several MAC budgets, without fine-tuni
 Each (criterion, budget) cut is evaluated with `--repeats` different sample seeds; `random` also draws a new
 selection per repeat, except where the candidates are few (at most 6, e.g. digits-sd3's joint blocks): there
 every selection random scores can make is cut and evaluated at every seed, and the row is their exact expectation
-(five draws of ten possible sets are too noisy an estimate of random's mean to compare against). Scores of budget-blind criteria are computed once per model and reused across
-budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/results.md.
+(five draws of ten possible sets are too noisy an estimate of random's mean to compare against). Scores of
+budget-blind criteria are computed once per model and reused across budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/results.md.
 """
 
 from __future__ import annotations
@@ -388,8 +388,8 @@ def main():
                 f"{hardware()} · {time.perf_counter() - started:.0f} s\n\nFID in the bundled feature network's space "
                 f"against the original's samples ({args.eval_samples} samples, {args.eval_steps} steps, mean ± std "
                 f"over {args.repeats} sample seeds; `random` also redraws its selection each time, or, where a row "
-                f"says 'all N sets', is the exact expectation over every set random selection can remove, each weighted by its "
-                f"probability and evaluated at every seed). Calibration: "
+                f"says 'all N sets', is the exact expectation over every set random selection can remove, each "
+                f"weighted by its probability and evaluated at every seed). Calibration: "
                 f"{args.calibration_samples} samples x {args.inference_steps} steps of the pipeline's own sampler.\n\n"
                 + "\n".join(lines[2:])
             )

@@ -211,7 +211,8 @@ def compare_cuts(original, tp_cuts: dict, args) -> list[str]:
         f"CPU, {args.latency_rounds} rounds after {args.latency_warmup} warm-up calls each, every UNet once per "
         "round in alternating order; speedup = median of the per-round ratios to the original, with its 95% CI.",
         "",
-        "| cut | MACs kept | params kept | UNet latency (median) | speedup (95% CI) | FID vs original | reloads from its folder |",
+        "| cut | MACs kept | params kept | UNet latency (median) | speedup (95% CI) | FID vs original "
+        "| reloads from its folder |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| original | 1.000 | 1.000 | {latency['original'][0]:.2f} ms | 1.00 | – | yes |",
     ]
