@@ -9,7 +9,8 @@ Each (criterion, budget) cut is evaluated with `--repeats` different sample seed
 selection per repeat, except where the candidates are few (at most 6, e.g. digits-sd3's joint blocks): there
 every selection random scores can make is cut and evaluated at every seed, and the row is their exact expectation
 (five draws of ten possible sets are too noisy an estimate of random's mean to compare against). Scores of
-budget-blind criteria are computed once per model and reused across budgets. Writes a table and Pareto plots (docs/pareto_<model>.png) into docs/results.md.
+budget-blind criteria are computed once per model and reused across budgets. Writes a table and Pareto plots
+(docs/pareto_<model>.png) into docs/results.md.
 """
 
 from __future__ import annotations
